@@ -1,0 +1,298 @@
+"""The checkpoint as Dagster assets: checkpoint_plan -> enriched_events -> write_ahead_commit_log.
+
+One run is one checkpoint. The three assets are one graph (they only make sense together): a plan
+step, one step per subtask, a collect step and the commit step. Each asset is partitioned by hour,
+mirroring the S3 hour folders; the run's partition is the checkpoint's processing hour.
+
+Steps hand each other the plan and file lists as plain op outputs, not asset inputs, so a run
+without a partition (`dagster job execute`) works and a re-execution reuses its parent's plan.
+"""
+
+import time
+from datetime import UTC, datetime
+
+from dagster import (
+    AssetIn,
+    AssetKey,
+    AssetOut,
+    DagsterInstance,
+    HourlyPartitionsDefinition,
+    In,
+    MetadataValue,
+    Nothing,
+    ObserveResult,
+    OpExecutionContext,
+    Out,
+    Output,
+    TableColumn,
+    TableRecord,
+    TableSchema,
+    graph_multi_asset,
+    observable_source_asset,
+    op,
+)
+
+from lineage_dagster.ingest.subtask import write_subtask_files
+from lineage_dagster.ledger.commit_log import SubtaskFiles
+from lineage_dagster.ledger.paths import S3Location, hour_start
+from lineage_dagster.ledger.plan import CheckpointPlan, plan_checkpoint
+from lineage_dagster.ledger.protocol import commit_checkpoint, fence, resolve_plan
+from lineage_dagster.resources.kafka import KafkaResource
+from lineage_dagster.resources.lake import LakeResource
+
+HOURLY = HourlyPartitionsDefinition(start_date="2024-01-01-00:00", end_offset=1)
+SOURCE_KEY = AssetKey("lineage_input")
+COMMIT_LOG_KEY = AssetKey("write_ahead_commit_log")
+CHECKPOINT_ASSET_KEYS = (AssetKey("checkpoint_plan"), AssetKey("enriched_events"), COMMIT_LOG_KEY)
+CHECKPOINT_TAG = "lineage/checkpoint_id"
+
+_RANGES_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("partition", "int"),
+        TableColumn("start_offset", "int"),
+        TableColumn("end_offset", "int"),
+        TableColumn("records", "int"),
+    ]
+)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _ranges_table(plan: CheckpointPlan) -> MetadataValue:
+    return MetadataValue.table(
+        [
+            TableRecord({"partition": r.partition, "start_offset": r.start, "end_offset": r.end, "records": r.count})
+            for r in plan.ranges
+        ],
+        schema=_RANGES_SCHEMA,
+    )
+
+
+def last_committed_hint(instance: DagsterInstance, commit_log: S3Location, topic: str) -> int | None:
+    """The checkpoint id the last commit-log materialization recorded for this commit log and topic."""
+    event = instance.get_latest_materialization_event(COMMIT_LOG_KEY)
+    materialization = event.asset_materialization if event else None
+    if materialization is None:
+        return None
+    metadata = materialization.metadata
+    if "checkpoint_id" not in metadata or metadata.get("commit_log_path") != MetadataValue.text(str(commit_log)):
+        return None
+    if metadata.get("topic") != MetadataValue.text(topic):
+        return None
+    return int(metadata["checkpoint_id"].value)  # type: ignore[arg-type]
+
+
+def _run_hour(context: OpExecutionContext) -> datetime:
+    if context.has_partition_key:
+        return HOURLY.time_window_for_partition_key(context.partition_key).start.astimezone(UTC)
+    return hour_start(datetime.now(UTC))
+
+
+def _own_run_ids(context: OpExecutionContext) -> set[str]:
+    """This run and the runs it retries: a commit by any of them is this attempt's own commit."""
+    run = context.run
+    return {run_id for run_id in (run.run_id, run.parent_run_id, run.root_run_id) if run_id}
+
+
+@observable_source_asset(key=SOURCE_KEY, description="The Kafka topic the pipeline reads (high watermarks).")
+def lineage_input(kafka: KafkaResource) -> ObserveResult:
+    watermarks = kafka.record_source().watermarks()
+    high = {str(p): h for p, (_, h) in watermarks.items()}
+    return ObserveResult(
+        metadata={
+            "topic": kafka.topic,
+            "partitions": len(watermarks),
+            "records_retained": sum(h - low for low, h in watermarks.values()),
+            "high_watermarks": MetadataValue.json(high),
+        }
+    )
+
+
+def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
+    @op(
+        name="plan_checkpoint",
+        ins={"lineage_input": In(Nothing)},
+        out={"plan": Out(CheckpointPlan), "checkpoint_plan": Out(Nothing)},
+        description="Fixes checkpoint N's offset ranges and stores them in S3 (chk-N/_plan.json) before any data.",
+    )
+    def plan_op(context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource):  # noqa: ANN202 - yields outputs
+        store = lake.store()
+        lake.check_buckets(store)
+        source = kafka.record_source()
+        hour = _run_hour(context)
+
+        def make_plan(checkpoint_id: int, committed_ends: dict[int, int]) -> CheckpointPlan:
+            return plan_checkpoint(
+                checkpoint_id=checkpoint_id,
+                topic=kafka.topic,
+                hour=hour,
+                committed_ends=committed_ends,
+                watermarks=source.watermarks(),
+                max_records=lake.max_records_per_checkpoint,
+                parallelism=parallelism,
+                run_id=context.run_id,
+                planned_at_ms=_now_ms(),
+            )
+
+        hint = last_committed_hint(context.instance, lake.commit_log, kafka.topic)
+        resolved = resolve_plan(store, lake.commit_log, hint, make_plan)
+        plan = resolved.plan
+        context.instance.add_run_tags(context.run_id, {CHECKPOINT_TAG: str(plan.checkpoint_id)})
+        if plan.parallelism != parallelism:
+            raise RuntimeError(
+                f"checkpoint_id={plan.checkpoint_id} was planned with PARALLELISM={plan.parallelism} but this code "
+                f"location runs {parallelism} subtasks; finish it with PARALLELISM={plan.parallelism}, then change it"
+            )
+        if plan.hour != hour:
+            context.log.warning(
+                f"checkpoint_id={plan.checkpoint_id} was planned for hour {plan.hour:%Y-%m-%d %H}:00; its files go "
+                f"there, not to this run's partition {hour:%Y-%m-%d %H}:00"
+            )
+        context.log.info(
+            f"checkpoint_id={plan.checkpoint_id} {'resumed stored plan' if resolved.reused else 'planned'}: "
+            f"{plan.record_count} records over {sum(1 for r in plan.ranges if r.count)} partitions"
+        )
+        yield Output(plan, "plan")
+        yield Output(
+            None,
+            "checkpoint_plan",
+            metadata={
+                "checkpoint_id": plan.checkpoint_id,
+                "run_id": plan.run_id,
+                "resumed": resolved.reused,
+                "records": plan.record_count,
+                "offset_ranges": _ranges_table(plan),
+            },
+        )
+
+    return plan_op
+
+
+def _subtask_op(subtask: int):  # noqa: ANN202 - a Dagster op definition
+    @op(
+        name=f"write_subtask_{subtask}_files",
+        ins={"plan": In(CheckpointPlan)},
+        out=Out(SubtaskFiles),
+        description=f"Reads subtask {subtask}'s planned ranges from Kafka and writes its Parquet files.",
+    )
+    def write_subtask(
+        context: OpExecutionContext, plan: CheckpointPlan, kafka: KafkaResource, lake: LakeResource
+    ) -> SubtaskFiles:
+        store = lake.store()
+        fence(store, lake.commit_log, plan.checkpoint_id, _own_run_ids(context))
+        started = time.monotonic()
+        files = write_subtask_files(
+            plan=plan,
+            subtask=subtask,
+            source=kafka.record_source(),
+            store=store,
+            output=lake.output,
+            dropped=lake.dropped,
+            max_record_bytes=lake.max_record_bytes,
+        )
+        context.log.info(
+            f"checkpoint_id={plan.checkpoint_id} subtask={subtask} wrote {files.record_count} records "
+            f"({files.dropped_count} dropped) in {len(files.files)} files in {time.monotonic() - started:.2f}s"
+        )
+        return files
+
+    return write_subtask
+
+
+@op(
+    out={"files": Out(list[SubtaskFiles]), "enriched_events": Out(Nothing)},
+    description="Gathers what every subtask wrote.",
+)
+def collect_checkpoint_files(subtask_files: list[SubtaskFiles]):  # noqa: ANN201 - yields outputs
+    ordered = sorted(subtask_files, key=lambda f: f.subtask)
+    written = [w for files in ordered for w in files.files]
+    yield Output(ordered, "files")
+    yield Output(
+        None,
+        "enriched_events",
+        metadata={
+            "checkpoint_id": ordered[0].checkpoint_id,
+            "records": sum(f.record_count for f in ordered),
+            "dropped_records": sum(f.dropped_count for f in ordered),
+            "files": len(written),
+            "bytes": sum(w.size_bytes for w in written),
+            "file_list": MetadataValue.md(
+                "\n".join(f"- `{w.uri}` ({w.kind}, {w.record_count} records)" for w in written) or "none"
+            ),
+        },
+    )
+
+
+@op(
+    ins={"plan": In(CheckpointPlan), "files": In(list[SubtaskFiles])},
+    out=Out(Nothing),
+    description="Writes chk-N/subtask-K.csv per subtask, then the commit marker chk-N/_committed.json.",
+)
+def commit_checkpoint_log(
+    context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource, plan: CheckpointPlan, files: list[SubtaskFiles]
+) -> Output[None]:
+    marker = commit_checkpoint(
+        lake.store(),
+        lake.commit_log,
+        plan,
+        files,
+        run_id=context.run_id,
+        own_run_ids=_own_run_ids(context),
+        committed_at_ms=_now_ms(),
+    )
+    high = kafka.record_source().watermarks()
+    lag = sum(high[p][1] - end for p, end in marker.end_offsets().items() if p in high)
+    context.log.info(
+        f"checkpoint_id={plan.checkpoint_id} committed by run {marker.run_id}: {marker.record_count} records, "
+        f"{marker.dropped_count} dropped, {len(marker.files)} files; lag {lag}"
+    )
+    return Output(
+        None,
+        metadata={
+            "checkpoint_id": plan.checkpoint_id,
+            "run_id": marker.run_id,
+            "topic": plan.topic,
+            "commit_log_path": str(lake.commit_log),
+            "end_offsets": MetadataValue.json({str(p): e for p, e in marker.end_offsets().items()}),
+            "records": marker.record_count,
+            "dropped_records": marker.dropped_count,
+            "files": len(marker.files),
+            "lag_after_commit": lag,
+            "duration_s": round((marker.committed_at_ms - plan.planned_at_ms) / 1000, 3),
+        },
+    )
+
+
+def build_checkpoint_assets(parallelism: int) -> list:
+    """The source asset and the checkpoint graph with `parallelism` subtask steps."""
+    plan_op = _plan_op(parallelism)
+    subtask_ops = [_subtask_op(k) for k in range(parallelism)]
+
+    @graph_multi_asset(
+        name="checkpoint",
+        partitions_def=HOURLY,
+        ins={"lineage_input": AssetIn(key=SOURCE_KEY, dagster_type=Nothing)},
+        outs={
+            "checkpoint_plan": AssetOut(
+                dagster_type=Nothing, description="Checkpoint N's offset ranges, fixed in chk-N/_plan.json before any data."
+            ),
+            "enriched_events": AssetOut(
+                dagster_type=Nothing,
+                description="Kafka records enriched with topic, partition, offset and checkpoint id, as Parquet in "
+                "OUTPUT_PATH/year=/month=/day=/hour=; undecodable records go to DROPPED_PATH.",
+            ),
+            "write_ahead_commit_log": AssetOut(
+                dagster_type=Nothing,
+                description="chk-N/subtask-K.csv per subtask and the commit marker chk-N/_committed.json.",
+            ),
+        },
+    )
+    def checkpoint(lineage_input):  # noqa: ANN001, ANN202 - Dagster graph composition
+        plan, plan_record = plan_op(lineage_input)
+        files, events_record = collect_checkpoint_files([write(plan) for write in subtask_ops])
+        commit_record = commit_checkpoint_log(plan, files)
+        return {"checkpoint_plan": plan_record, "enriched_events": events_record, "write_ahead_commit_log": commit_record}
+
+    return [lineage_input, checkpoint]

@@ -1,0 +1,270 @@
+"""The `lineage` command: the local stack, the generator, and reading the commit log."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+from lineage_dagster.settings import Settings, SettingsError, load_settings
+
+
+class UserError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+def _stack(args: argparse.Namespace):  # noqa: ANN202 - a LocalStack
+    from lineage_dagster.local_stack import LocalStack, StackConfig
+
+    base = StackConfig(data_dir=args.data_dir)
+    return LocalStack(base.shifted(args.port_offset, args.data_dir) if args.port_offset else base)
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    if args.action == "up":
+        env = stack.up()
+        print(f"Kafka on {env['KAFKA_BOOTSTRAP_SERVERS']}, S3 on {env['AWS_ENDPOINT_URL']} (bucket {stack.config.bucket})")
+        print(f"Use it from a shell with: source {stack.data_dir / 'stack.env'}")
+    elif args.action == "down":
+        stack.down()
+        print("local stack stopped")
+    elif args.action == "env":
+        print("".join(f"export {k}={v}\n" for k, v in stack.env().items()), end="")
+    else:
+        for name, running in stack.status().items():
+            print(f"{name}: {'running' if running else 'stopped'}")
+    return 0
+
+
+def _client_config(settings: Settings) -> dict[str, str]:
+    return {"bootstrap.servers": settings.kafka_bootstrap_servers, **settings.kafka_security.client_config()}
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from lineage_dagster.generator import produce_events
+
+    settings = load_settings()
+    rate = None if args.count and not args.rate_given else args.rate
+    target = f"{args.count} records" if args.count else "records until stopped"
+    print(f"producing {target} to {settings.kafka_topic} at {f'{rate:g}/s' if rate else 'full speed'}", flush=True)
+    started = time.monotonic()
+    sent = produce_events(
+        _client_config(settings),
+        settings.kafka_topic,
+        rate=rate,
+        count=args.count,
+        progress=lambda n: print(f"  {n} records", flush=True) if n % 100_000 == 0 else None,
+    )
+    print(f"produced {sent} records in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def _ledger(settings: Settings):  # noqa: ANN202 - an S3ObjectStore
+    from lineage_dagster.clients.s3 import S3ObjectStore, make_s3_client
+
+    store = S3ObjectStore(make_s3_client(settings.s3))
+    store.check_bucket(settings.commit_log.bucket)
+    return store
+
+
+def _ms_to_iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_checkpoints(args: argparse.Namespace) -> int:
+    from lineage_dagster.ledger.verify import committed_checkpoints
+
+    settings = load_settings()
+    markers, uncommitted = committed_checkpoints(_ledger(settings), settings.commit_log)
+    if args.json:
+        print(json.dumps([json.loads(m.to_json()) for m in markers[-args.limit :]], indent=2))
+        return 0
+    print(f"{'checkpoint':>10}  {'committed (UTC)':19}  {'records':>9}  {'dropped':>7}  {'files':>5}  run_id")
+    for marker in markers[-args.limit :]:
+        print(
+            f"{marker.checkpoint_id:>10}  {_ms_to_iso(marker.committed_at_ms)}  {marker.record_count:>9}  "
+            f"{marker.dropped_count:>7}  {len(marker.files):>5}  {marker.run_id}"
+        )
+    newest = markers[-1].checkpoint_id if markers else 0
+    for checkpoint_id in (i for i in uncommitted if i > newest):
+        print(f"{checkpoint_id:>10}  in flight (planned, not committed)")
+    return 0
+
+
+def cmd_files(args: argparse.Namespace) -> int:
+    from lineage_dagster.ledger.protocol import read_marker
+    from lineage_dagster.ledger.verify import read_checkpoint_rows
+
+    settings = load_settings()
+    store = _ledger(settings)
+    if read_marker(store, settings.commit_log, args.checkpoint_id) is None:
+        raise UserError(f"checkpoint {args.checkpoint_id} is not committed in {settings.commit_log}")
+    for row in read_checkpoint_rows(store, settings.commit_log, args.checkpoint_id):
+        print(
+            f"{row.s3_key}  {row.kind}  partition={row.kafka_partition} offsets=[{row.start_offset},{row.end_offset}) "
+            f"records={row.record_count} run_id={row.run_id}"
+        )
+    return 0
+
+
+def cmd_locate(args: argparse.Namespace) -> int:
+    from lineage_dagster.ledger.verify import committed_checkpoints, read_checkpoint_rows
+
+    settings = load_settings()
+    store = _ledger(settings)
+    markers, _ = committed_checkpoints(store, settings.commit_log)
+    for marker in markers:
+        if any(r.partition == args.partition and r.start <= args.offset < r.end for r in marker.ranges):
+            rows = read_checkpoint_rows(store, settings.commit_log, marker.checkpoint_id)
+            for row in rows:
+                if row.kafka_partition == args.partition:
+                    print(f"checkpoint {marker.checkpoint_id} (run {marker.run_id}): {row.s3_key} ({row.kind})")
+            return 0
+    raise UserError(f"partition {args.partition} offset {args.offset} is in no committed checkpoint yet")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from lineage_dagster.ledger.verify import verify_ledger
+
+    settings = load_settings()
+    started = time.monotonic()
+    report = verify_ledger(
+        _ledger(settings),
+        settings.commit_log,
+        [settings.output, settings.dropped],
+        deep=args.deep,
+        progress=None if args.json else lambda message: print(f"  {message}", file=sys.stderr, flush=True),
+    )
+    elapsed = time.monotonic() - started
+    if args.json:
+        print(json.dumps({**report.as_dict(), "seconds": round(elapsed, 3)}, indent=2))
+    else:
+        print(
+            f"checkpoints {report.checkpoints}, records {report.records}, dropped {report.dropped}, files {report.files}"
+            + (f", rows read {report.rows_read}" if args.deep else "")
+            + (f", in flight {report.in_flight}" if report.in_flight else "")
+            + f" ({elapsed:.2f}s)"
+        )
+        for violation in report.violations:
+            print(f"VIOLATION {violation}")
+        print("OK: every invariant holds" if report.ok else f"FAILED: {len(report.violations)} violations")
+    return 0 if report.ok else 1
+
+
+def _dagster_yaml() -> str:
+    return resources.files("lineage_dagster").joinpath("deploy/dagster.yaml").read_text()
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Everything for a local run: services, generator, and `dagster dev` with the schedule on."""
+    stack = _stack(args)
+    env = {**os.environ, **stack.up()}
+    dagster_home = args.data_dir / "dagster-home"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text(_dagster_yaml())
+    env["DAGSTER_HOME"] = str(dagster_home)
+    bin_dir = Path(sys.executable).parent
+    children = [
+        subprocess.Popen([str(bin_dir / "lineage"), "generate", "--rate", str(args.rate)], env=env),
+        subprocess.Popen(
+            [str(bin_dir / "dagster"), "dev", "-m", "lineage_dagster.definitions", "-h", "127.0.0.1", "-p", str(args.port)],
+            env=env,
+        ),
+    ]
+    print(f"Dagster UI: http://127.0.0.1:{args.port}  (schedule checkpoint_schedule is on; Ctrl-C stops)", flush=True)
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        for child in children:
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if args.stop_services:
+            stack.down()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lineage_dagster.local_stack.stack import default_data_dir
+
+    parser = argparse.ArgumentParser(prog="lineage", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def stack_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="where the local services keep data")
+        p.add_argument("--port-offset", type=int, default=0, help="shift every local service port by this much")
+
+    services = sub.add_parser("services", help="start, stop or inspect the local Kafka and S3")
+    services.add_argument("action", choices=["up", "down", "status", "env"])
+    stack_options(services)
+    services.set_defaults(func=cmd_services)
+
+    dev = sub.add_parser("dev", help="services + generator + Dagster UI with the schedule on")
+    stack_options(dev)
+    dev.add_argument("--port", type=int, default=3000, help="Dagster UI port (bound to 127.0.0.1)")
+    dev.add_argument("--rate", type=float, default=10.0, help="generator records per second")
+    dev.add_argument("--stop-services", action="store_true", help="stop Kafka and S3 on exit")
+    dev.set_defaults(func=cmd_dev)
+
+    generate = sub.add_parser("generate", help="produce seed-schema Avro records to KAFKA_TOPIC")
+    generate.add_argument("--rate", type=float, default=None, help="records per second (default 10; full speed with --count)")
+    generate.add_argument("--count", type=int, default=None, help="produce this many records, then stop")
+    generate.set_defaults(func=cmd_generate)
+
+    checkpoints = sub.add_parser("checkpoints", help="list committed checkpoints")
+    checkpoints.add_argument("--limit", type=int, default=20)
+    checkpoints.add_argument("--json", action="store_true")
+    checkpoints.set_defaults(func=cmd_checkpoints)
+
+    files = sub.add_parser("files", help="the files a checkpoint committed")
+    files.add_argument("checkpoint_id", type=int)
+    files.set_defaults(func=cmd_files)
+
+    locate = sub.add_parser("locate", help="which checkpoint and file hold a Kafka record")
+    locate.add_argument("--partition", type=int, required=True)
+    locate.add_argument("--offset", type=int, required=True)
+    locate.set_defaults(func=cmd_locate)
+
+    verify = sub.add_parser("verify", help="check the exactly-once invariants from the commit log")
+    verify.add_argument("--deep", action="store_true", help="also read every Parquet file and check each record")
+    verify.add_argument("--json", action="store_true", help="machine-readable report")
+    verify.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "generate":
+        args.rate_given = args.rate is not None
+        args.rate = args.rate if args.rate is not None else 10.0
+    try:
+        return args.func(args)
+    except (UserError, SettingsError) as error:
+        print(f"lineage: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        # Our service errors (StackError, S3AccessError, KafkaAccessError) say what to fix.
+        if type(error).__module__.startswith("lineage_dagster"):
+            print(f"lineage: {error}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Thin clients for the real services (Kafka, S3), free of Dagster so the CLI and tests can use them."""

@@ -1,0 +1,86 @@
+"""The ObjectStore interface on a boto3 S3 client (SeaweedFS, MinIO or AWS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from lineage_dagster.settings import S3Settings
+
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+_EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+
+
+class S3AccessError(RuntimeError):
+    """S3 refused or could not be reached; the message says which setting to look at."""
+
+
+def make_s3_client(settings: S3Settings) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.endpoint_url,
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=settings.secret_access_key,
+        region_name=settings.region,
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30),
+    )
+
+
+def explain_s3_error(error: Exception, bucket: str) -> S3AccessError:
+    if isinstance(error, EndpointConnectionError):
+        return S3AccessError(f"cannot reach S3 at {error.kwargs.get('endpoint_url')}; check AWS_ENDPOINT_URL")
+    code = error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
+    if code in {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"}:
+        return S3AccessError(
+            f"S3 refused the credentials for bucket {bucket!r} ({code}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    if code in {"NoSuchBucket", "404"}:
+        return S3AccessError(f"S3 bucket {bucket!r} does not exist; create it or fix OUTPUT_PATH / WRITE_AHEAD_COMMIT_LOG_PATH")
+    return S3AccessError(f"S3 error on bucket {bucket!r}: {error}")
+
+
+class S3ObjectStore:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def check_bucket(self, bucket: str) -> None:
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except (ClientError, EndpointConnectionError) as error:
+            raise explain_s3_error(error, bucket) from error
+
+    def get(self, bucket: str, key: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if error.response["Error"]["Code"] in _MISSING:
+                return None
+            raise
+
+    def put(self, bucket: str, key: str, body: bytes) -> None:
+        self.client.put_object(Bucket=bucket, Key=key, Body=body)
+
+    def put_if_absent(self, bucket: str, key: str, body: bytes) -> bool:
+        try:
+            self.client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+        except ClientError as error:
+            if error.response["Error"]["Code"] in _EXISTS:
+                return False
+            raise
+        return True
+
+    def list_keys(self, bucket: str, prefix: str) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            found.update({item["Key"]: item["Size"] for item in page.get("Contents", [])})
+        return found
+
+    def list_prefixes(self, bucket: str, prefix: str) -> list[str]:
+        found: list[str] = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+        for page in pages:
+            found.extend(item["Prefix"] for item in page.get("CommonPrefixes", []))
+        return found

@@ -1,0 +1,17 @@
+"""The Dagster code location: assembles assets, job, schedule and resources from settings."""
+
+from dagster import Definitions
+
+from lineage_dagster.assets import build_checkpoint_assets
+from lineage_dagster.resources import build_resources
+from lineage_dagster.sensors import build_checkpoint_job, checkpoint_schedule
+from lineage_dagster.settings import load_settings
+
+settings = load_settings()
+
+defs = Definitions(
+    assets=build_checkpoint_assets(settings.parallelism),
+    jobs=[build_checkpoint_job()],
+    schedules=[checkpoint_schedule],
+    resources=build_resources(settings),
+)

@@ -1,0 +1,3 @@
+from lineage_dagster.generator.producer import produce_events
+
+__all__ = ["produce_events"]

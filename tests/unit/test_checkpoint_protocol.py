@@ -1,0 +1,169 @@
+"""The whole plan -> write -> log -> commit protocol on in-memory fakes, including retries."""
+
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from lineage_dagster.ingest.subtask import write_subtask_files
+from lineage_dagster.ledger.commit_log import CSV_COLUMNS, parse_csv
+from lineage_dagster.ledger.paths import S3Location, marker_key, subtask_log_key
+from lineage_dagster.ledger.plan import CheckpointPlan, plan_checkpoint
+from lineage_dagster.ledger.protocol import (
+    LedgerError,
+    StaleRunError,
+    commit_checkpoint,
+    find_last_committed,
+    resolve_plan,
+)
+from lineage_dagster.ledger.store import InMemoryObjectStore
+from lineage_dagster.ledger.verify import verify_ledger
+from tests.fakes import InMemoryTopic
+
+OUTPUT = S3Location.parse("s3://flink-data/output")
+DROPPED = S3Location.parse("s3://flink-data/dropped")
+LOG = S3Location.parse("s3://flink-data/write-ahead-commit-log")
+HOUR = datetime(2026, 11, 25, 20, tzinfo=UTC)
+
+
+def planner(topic: InMemoryTopic, run_id: str, parallelism: int = 2):
+    def make_plan(checkpoint_id: int, committed_ends: dict[int, int]) -> CheckpointPlan:
+        return plan_checkpoint(
+            checkpoint_id=checkpoint_id,
+            topic="lineage-input",
+            hour=HOUR,
+            committed_ends=committed_ends,
+            watermarks=topic.watermarks(),
+            max_records=1000,
+            parallelism=parallelism,
+            run_id=run_id,
+            planned_at_ms=1,
+        )
+
+    return make_plan
+
+
+def run_checkpoint(store, topic, run_id, hint=None):
+    resolved = resolve_plan(store, LOG, hint, planner(topic, run_id))
+    files = [
+        write_subtask_files(
+            plan=resolved.plan,
+            subtask=k,
+            source=topic,
+            store=store,
+            output=OUTPUT,
+            dropped=DROPPED,
+            max_record_bytes=1000,
+        )
+        for k in range(2)
+    ]
+    return resolved, files
+
+
+def commit(store, resolved, files, run_id):
+    return commit_checkpoint(store, LOG, resolved.plan, files, run_id=run_id, own_run_ids={run_id}, committed_at_ms=5)
+
+
+def test_consecutive_checkpoints_are_contiguous_and_verify():
+    store, topic = InMemoryObjectStore(), InMemoryTopic(4)
+    topic.fill(10)
+    first, files = run_checkpoint(store, topic, "r1")
+    commit(store, first, files, "r1")
+    topic.fill(5)
+    second, files = run_checkpoint(store, topic, "r2", hint=1)
+    commit(store, second, files, "r2")
+    assert second.plan.checkpoint_id == 2
+    assert all(r.start == 10 and r.end == 15 for r in second.plan.ranges)
+    report = verify_ledger(store, LOG, [OUTPUT, DROPPED], deep=True)
+    assert report.ok, report.violations
+    assert (report.checkpoints, report.records, report.rows_read) == (2, 60, 60)
+
+
+def test_commit_log_csv_has_seed_columns_first_and_one_row_per_partition_slice():
+    store, topic = InMemoryObjectStore(), InMemoryTopic(4)
+    topic.fill(3)
+    resolved, files = run_checkpoint(store, topic, "r1")
+    commit(store, resolved, files, "r1")
+    raw = store.get("flink-data", subtask_log_key(LOG, 1, 0))
+    assert raw.decode().splitlines()[0].split(",")[:3] == ["checkpoint_id", "s3_key", "commit_timestamp"]
+    rows = parse_csv(raw)
+    assert len(CSV_COLUMNS) == 11
+    assert [(r.kafka_partition, r.start_offset, r.end_offset, r.record_count) for r in rows] == [(0, 0, 3, 3), (2, 0, 3, 3)]
+    assert {r.s3_key for r in rows} == {"s3://flink-data/output/year=2026/month=11/day=25/hour=20/part-00000001-0.parquet"}
+
+
+def test_retry_reuses_stored_plan_and_writes_identical_bytes():
+    store, topic = InMemoryObjectStore(), InMemoryTopic(2)
+    topic.fill(5)
+    crashed, files = run_checkpoint(store, topic, "crashed")
+    before = dict(store.objects)
+    topic.fill(5)  # more data arrived; the retry must not re-plan
+    retry, retry_files = run_checkpoint(store, topic, "retry")
+    assert retry.reused and retry.plan == crashed.plan
+    assert store.objects == before
+    commit(store, retry, retry_files, "retry")
+    assert find_last_committed(store, LOG, None).run_id == "retry"
+
+
+def test_zombie_cannot_commit_after_the_winner():
+    store, topic = InMemoryObjectStore(), InMemoryTopic(2)
+    topic.fill(5)
+    resolved, files = run_checkpoint(store, topic, "zombie")
+    commit(store, resolved, files, "winner")
+    marker_before = store.get("flink-data", marker_key(LOG, 1))
+    with pytest.raises(StaleRunError, match="already committed by run winner"):
+        commit(store, resolved, files, "zombie")
+    assert store.get("flink-data", marker_key(LOG, 1)) == marker_before
+
+
+def test_commit_refuses_files_that_do_not_cover_the_plan():
+    store, topic = InMemoryObjectStore(), InMemoryTopic(2)
+    topic.fill(5)
+    resolved, files = run_checkpoint(store, topic, "r1")
+    with pytest.raises(LedgerError, match="partition 1: planned 5 records"):
+        commit(store, resolved, files[:1], "r1")
+    assert store.get("flink-data", marker_key(LOG, 1)) is None
+
+
+def test_bad_records_go_to_dropped_and_are_accounted():
+    store, topic = InMemoryObjectStore(), InMemoryTopic(2)
+    topic.fill(3)
+    topic.append(0, b"\xff\xff\xff")
+    topic.append(1, None)
+    topic.fill(2)
+    resolved, files = run_checkpoint(store, topic, "r1")
+    marker = commit(store, resolved, files, "r1")
+    assert (marker.record_count, marker.dropped_count) == (10, 2)
+    dropped_key = "dropped/year=2026/month=11/day=25/hour=20/part-00000001-0.parquet"
+    import io
+
+    dropped = pl.read_parquet(io.BytesIO(store.get("flink-data", dropped_key)))
+    assert dropped.select("kafka_partition", "kafka_offset").rows() == [(0, 3)]
+    assert dropped["raw_value"][0] == b"\xff\xff\xff"
+    assert verify_ledger(store, LOG, [OUTPUT, DROPPED], deep=True).ok
+
+
+def test_ledger_alone_resumes_after_dagster_forgets():
+    store, topic = InMemoryObjectStore(), InMemoryTopic(2)
+    topic.fill(5)
+    for run in ("r1", "r2", "r3"):
+        resolved, files = run_checkpoint(store, topic, run)
+        commit(store, resolved, files, run)
+        topic.fill(1)
+    assert find_last_committed(store, LOG, None).checkpoint_id == 3
+    assert find_last_committed(store, LOG, 1).checkpoint_id == 3  # Dagster's hint lagging behind S3
+    with pytest.raises(LedgerError, match="WRITE_AHEAD_COMMIT_LOG_PATH"):
+        find_last_committed(store, LOG, 9)
+
+
+def test_verify_reports_a_missing_file_and_an_orphan():
+    store, topic = InMemoryObjectStore(), InMemoryTopic(2)
+    topic.fill(5)
+    resolved, files = run_checkpoint(store, topic, "r1")
+    commit(store, resolved, files, "r1")
+    del store.objects[("flink-data", "output/year=2026/month=11/day=25/hour=20/part-00000001-1.parquet")]
+    store.put("flink-data", "output/year=2026/month=11/day=25/hour=20/stray.parquet", b"x")
+    report = verify_ledger(store, LOG, [OUTPUT, DROPPED])
+    assert not report.ok
+    assert any("part-00000001-1.parquet is listed but does not exist" in v for v in report.violations)
+    assert any("stray.parquet is in the lake but in no committed checkpoint" in v for v in report.violations)
