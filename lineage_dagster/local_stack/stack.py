@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 KAFKA_VERSION = "4.1.1"
 ACCESS_KEY_ID = "lineage-local"
@@ -195,7 +196,13 @@ class LocalStack:
         pid = int(path.read_text().strip() or 0)
         return pid if pid and _pid_alive(pid) else None
 
-    def _spawn(self, name: str, args: list[str], cwd: Path) -> Path:
+    def _spawn(self, name: str, args: list[str], cwd: Path, ports: list[int]) -> Path:
+        busy = [port for port in ports if _port_open(port)]
+        if busy:
+            raise StackError(
+                f"cannot start {name}: ports {busy} on 127.0.0.1 are taken by another process; "
+                "stop it, or run this stack on other ports with --port-offset"
+            )
         log_file = self.data_dir / f"{name}.log"
         with log_file.open("ab") as log:
             process = subprocess.Popen(
@@ -257,7 +264,7 @@ class LocalStack:
             )
             if result.returncode != 0:
                 raise StackError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
-        log_file = self._spawn("kafka", [*java, "kafka.Kafka", str(properties)], home)
+        log_file = self._spawn("kafka", [*java, "kafka.Kafka", str(properties)], home, [c.kafka_port, c.controller_port])
         _wait_for(f"Kafka on 127.0.0.1:{c.kafka_port}", lambda: _port_open(c.kafka_port), 60, log_file)
 
     def weed_binary(self) -> str:
@@ -305,10 +312,11 @@ class LocalStack:
                 "-volume.max=100",
             ],
             home,
+            [c.s3_port, c.weed_master_port, c.weed_volume_port, c.weed_filer_port],
         )
         _wait_for(f"SeaweedFS S3 on 127.0.0.1:{c.s3_port}", self._s3_ready, 90, log_file)
 
-    def _s3_client(self):  # noqa: ANN202 - a boto3 S3 client
+    def s3_client(self) -> Any:
         import boto3
 
         return boto3.client(
@@ -323,14 +331,14 @@ class LocalStack:
         if not _port_open(self.config.s3_port):
             return False
         try:
-            self._s3_client().list_buckets()
+            self.s3_client().list_buckets()
         except Exception:  # noqa: BLE001 - not ready yet, whatever the reason
             return False
         return True
 
     # -- topic and bucket ------------------------------------------------------------------------
     def create_bucket(self, bucket: str) -> None:
-        client = self._s3_client()
+        client = self.s3_client()
         deadline = time.monotonic() + 60
         while True:
             try:

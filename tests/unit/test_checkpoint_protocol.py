@@ -95,7 +95,7 @@ def test_commit_log_csv_has_seed_columns_first_and_one_row_per_partition_slice()
 def test_retry_reuses_stored_plan_and_writes_identical_bytes():
     store, topic = InMemoryObjectStore(), InMemoryTopic(2)
     topic.fill(5)
-    crashed, files = run_checkpoint(store, topic, "crashed")
+    crashed, _ = run_checkpoint(store, topic, "crashed")
     before = dict(store.objects)
     topic.fill(5)  # more data arrived; the retry must not re-plan
     retry, retry_files = run_checkpoint(store, topic, "retry")

@@ -1,0 +1,40 @@
+"""The checkpoint assets under `materialize_to_memory`, against the real Kafka and S3."""
+
+from dagster import DagsterInstance, materialize_to_memory
+
+from lineage_dagster.assets import COMMIT_LOG_KEY, build_checkpoint_assets
+from lineage_dagster.ledger.protocol import read_marker
+from lineage_dagster.resources import build_resources
+
+PARTITION = "2026-11-25-20:00"
+
+
+def latest_commit_metadata(instance: DagsterInstance) -> dict:
+    event = instance.get_latest_materialization_event(COMMIT_LOG_KEY)
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def test_two_materializations_give_contiguous_checkpoints(lake):
+    instance = DagsterInstance.ephemeral()
+    assets = build_checkpoint_assets(lake.settings.parallelism)
+    resources = build_resources(lake.settings)
+
+    lake.produce(1000)
+    first = materialize_to_memory(assets, instance=instance, resources=resources, partition_key=PARTITION)
+    assert first.success
+    assert latest_commit_metadata(instance)["checkpoint_id"] == 1
+
+    lake.produce(500)
+    second = materialize_to_memory(assets, instance=instance, resources=resources, partition_key=PARTITION)
+    assert second.success
+    metadata = latest_commit_metadata(instance)
+    assert metadata["checkpoint_id"] == 2
+    assert metadata["records"] == 500
+
+    log = lake.settings.commit_log
+    one, two = read_marker(lake.store, log, 1), read_marker(lake.store, log, 2)
+    assert one.record_count == 1000 and two.record_count == 500
+    assert [r.start for r in two.ranges] == [r.end for r in one.ranges]
+    assert sum(r.end for r in two.ranges) == 1500
+    assert metadata["end_offsets"] == {str(r.partition): r.end for r in two.ranges}
+    assert all(f"/hour=20/part-0000000{n}-" in f for n, m in ((1, one), (2, two)) for f in m.files)
