@@ -45,7 +45,8 @@ class StackConfig:
     bucket: str = "flink-data"
 
     def shifted(self, offset: int, data_dir: Path) -> StackConfig:
-        """The same stack on ports moved by `offset` (the test suite uses +20000)."""
+        """The same stack on ports moved by `offset` (the test suite uses +20000). SeaweedFS also
+        listens for gRPC 10000 above each HTTP port, so offsets of two stacks must not differ by 10000."""
         return replace(
             self,
             data_dir=data_dir,

@@ -11,7 +11,9 @@ from pathlib import Path
 from lineage_dagster.local_stack import LocalStack, StackConfig
 
 REPO = Path(__file__).parents[2]
-PORT_OFFSET = 30000  # clear of the developer stack (0) and the test stack (20000)
+# Clear of the developer stack (0) and the test stack (20000), and of their SeaweedFS gRPC ports,
+# which sit 10000 above each HTTP port.
+PORT_OFFSET = 40000
 
 
 def readme_command(title: str) -> str:
@@ -58,11 +60,12 @@ def test_readme_run_command_lands_files_within_three_minutes(tmp_path):
             }
         elapsed = time.monotonic() - started
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(90)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(90)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
         stack.down()
         log.close()
     assert found.get("parquet") and found.get("csv"), (tmp_path / "run.log").read_text()[-3000:]
