@@ -1,0 +1,60 @@
+"""The code location loads, has the documented shape, and the schedule keeps one run in flight."""
+
+from datetime import UTC, datetime
+
+from dagster import (
+    DagsterRun,
+    DagsterRunStatus,
+    Definitions,
+    SkipReason,
+    build_schedule_context,
+    instance_for_test,
+)
+
+from lineage_dagster.assets import build_checkpoint_assets
+from lineage_dagster.resources import build_resources
+from lineage_dagster.sensors import build_checkpoint_job, checkpoint_schedule
+from lineage_dagster.settings import load_settings
+
+
+def test_definitions_module_loads_with_default_settings():
+    from lineage_dagster.definitions import defs
+
+    Definitions.validate_loadable(defs)
+    job = defs.resolve_job_def("checkpoint_job")
+    assert job.executor_def.name == "in_process"
+    assert defs.resolve_schedule_def("checkpoint_schedule").cron_schedule == "* * * * *"
+
+
+def test_one_step_per_subtask():
+    settings = load_settings({"PARALLELISM": "3"})
+    defs = Definitions(
+        assets=build_checkpoint_assets(settings.parallelism),
+        jobs=[build_checkpoint_job()],
+        resources=build_resources(settings),
+    )
+    nodes = defs.resolve_job_def("checkpoint_job").graph.node_dict["checkpoint"].definition.node_dict
+    assert sorted(nodes) == [
+        "collect_checkpoint_files",
+        "commit_checkpoint_log",
+        "plan_checkpoint",
+        "write_subtask_0_files",
+        "write_subtask_1_files",
+        "write_subtask_2_files",
+    ]
+
+
+def test_schedule_skips_while_a_checkpoint_run_is_in_flight():
+    resources = build_resources(load_settings({}))
+    with (
+        instance_for_test() as instance,
+        build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2026, 11, 25, 20, 5, tzinfo=UTC),
+            resources={"kafka": resources["kafka"], "lake": resources["lake"]},
+        ) as context,
+    ):
+        instance.add_run(DagsterRun(job_name="checkpoint_job", run_id="r-in-flight", status=DagsterRunStatus.STARTED))
+        result = checkpoint_schedule(context)
+    assert isinstance(result, SkipReason)
+    assert "r-in-flight" in result.skip_message
