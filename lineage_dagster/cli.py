@@ -167,7 +167,12 @@ def _dagster_yaml() -> str:
 def cmd_dev(args: argparse.Namespace) -> int:
     """Everything for a local run: services, generator, and `dagster dev` with the schedule on."""
     stack = _stack(args)
-    env = {**os.environ, **stack.up()}
+    try:
+        env = {**os.environ, **stack.up()}
+    except BaseException:
+        if args.stop_services:
+            stack.down()  # do not leave half a stack behind
+        raise
     dagster_home = args.data_dir / "dagster-home"
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(_dagster_yaml())

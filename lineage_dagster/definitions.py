@@ -2,7 +2,7 @@
 
 from dagster import Definitions
 
-from lineage_dagster.assets import build_checkpoint_assets
+from lineage_dagster.assets import build_checkpoint_assets, checkpoint_invariants
 from lineage_dagster.resources import build_resources
 from lineage_dagster.sensors import build_checkpoint_job, checkpoint_schedule
 from lineage_dagster.settings import load_settings
@@ -11,6 +11,7 @@ settings = load_settings()
 
 defs = Definitions(
     assets=build_checkpoint_assets(settings.parallelism),
+    asset_checks=[checkpoint_invariants],
     jobs=[build_checkpoint_job()],
     schedules=[checkpoint_schedule],
     resources=build_resources(settings),

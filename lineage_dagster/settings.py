@@ -87,6 +87,33 @@ def _location(env: Mapping[str, str], name: str, default: str) -> S3Location:
         raise SettingsError(f"{name}={raw!r}: {error}") from None
 
 
+@dataclass(frozen=True)
+class FaultInjection:
+    """`LINEAGE_FAULT=<point>:<kill|sleep=SECONDS>[:<once-file>]`, for the crash tests and the soak.
+
+    With a once-file the fault fires only if that file does not exist yet (and creates it), so a
+    retried run gets past the point.
+    """
+
+    point: str
+    action: str
+    seconds: float = 0.0
+    once_file: str | None = None
+
+
+def fault_injection(env: Mapping[str, str] | None = None) -> FaultInjection | None:
+    raw = (os.environ if env is None else env).get("LINEAGE_FAULT", "").strip()
+    if not raw:
+        return None
+    point, _, rest = raw.partition(":")
+    action, _, once_file = rest.partition(":")
+    if action == "kill":
+        return FaultInjection(point, "kill", once_file=once_file or None)
+    if action.startswith("sleep="):
+        return FaultInjection(point, "sleep", float(action[len("sleep=") :]), once_file or None)
+    raise SettingsError(f"LINEAGE_FAULT={raw!r} must be <point>:kill or <point>:sleep=SECONDS, optionally :<once-file>")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raises SettingsError naming the variable at fault."""
     env = os.environ if env is None else env

@@ -3,6 +3,7 @@ fresh topic and S3 prefix per test so tests never see each other's data."""
 
 import os
 import shutil
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -66,6 +67,18 @@ def lake(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Lake:
         monkeypatch.setenv(key, value)
     settings = load_settings(env)
     return Lake(name=name, env=env, settings=settings, store=S3ObjectStore(make_s3_client(settings.s3)), stack=stack)
+
+
+def run_checkpoint_cli(lake: Lake, dagster_home: Path, **extra_env: str) -> subprocess.CompletedProcess:
+    """`dagster job execute` of one checkpoint, as a user runs it."""
+    return subprocess.run(
+        [str(BIN / "dagster"), "job", "execute", "-m", "lineage_dagster.definitions", "-j", "checkpoint_job"],
+        env={**lake.env, "PATH": str(BIN), "DAGSTER_HOME": str(dagster_home), **extra_env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from dagster import (
     op,
 )
 
+from lineage_dagster import faults
 from lineage_dagster.ingest.subtask import write_subtask_files
 from lineage_dagster.ledger.commit_log import SubtaskFiles
 from lineage_dagster.ledger.paths import S3Location, hour_start
@@ -154,6 +155,7 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
             f"checkpoint_id={plan.checkpoint_id} {'resumed stored plan' if resolved.reused else 'planned'}: "
             f"{plan.record_count} records over {sum(1 for r in plan.ranges if r.count)} partitions"
         )
+        faults.reach("after_plan")
         yield Output(plan, "plan")
         yield Output(
             None,
@@ -192,6 +194,8 @@ def _subtask_op(subtask: int):  # noqa: ANN202 - a Dagster op definition
             dropped=lake.dropped,
             max_record_bytes=lake.max_record_bytes,
         )
+        if subtask == 0:
+            faults.reach("during_write")
         context.log.info(
             f"checkpoint_id={plan.checkpoint_id} subtask={subtask} wrote {files.record_count} records "
             f"({files.dropped_count} dropped) in {len(files.files)} files in {time.monotonic() - started:.2f}s"
@@ -233,6 +237,7 @@ def collect_checkpoint_files(subtask_files: list[SubtaskFiles]):  # noqa: ANN201
 def commit_checkpoint_log(
     context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource, plan: CheckpointPlan, files: list[SubtaskFiles]
 ) -> Output[None]:
+    faults.reach("after_data")
     marker = commit_checkpoint(
         lake.store(),
         lake.commit_log,
@@ -241,7 +246,9 @@ def commit_checkpoint_log(
         run_id=context.run_id,
         own_run_ids=_own_run_ids(context),
         committed_at_ms=_now_ms(),
+        before_marker=lambda: faults.reach("after_log"),
     )
+    faults.reach("after_marker")
     high = kafka.record_source().watermarks()
     lag = sum(high[p][1] - end for p, end in marker.end_offsets().items() if p in high)
     context.log.info(

@@ -12,6 +12,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from lineage_dagster.ledger.plan import OffsetsLostError, PartitionRange
 
+# Errors seen while a partition leader is (re-)elected: after topic creation or a broker restart.
+_TRANSIENT = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+}
+
 
 class KafkaAccessError(RuntimeError):
     """Kafka could not be reached or the topic is unusable; the message names the setting to fix."""
@@ -53,24 +63,49 @@ class KafkaRecordSource:
         }
         return Consumer(config)
 
-    def watermarks(self) -> dict[int, tuple[int, int]]:
-        """Low and high watermark of every partition of the topic."""
+    def _topic_partitions(self, consumer: Consumer) -> list[int]:
+        try:
+            metadata = consumer.list_topics(self.topic, timeout=self.timeout_s)
+        except KafkaException as error:
+            raise KafkaAccessError(
+                f"cannot reach Kafka at {self.client_config['bootstrap.servers']!r} ({error.args[0]}); "
+                "check KAFKA_BOOTSTRAP_SERVERS and the KAFKA_SECURITY_* settings"
+            ) from None
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise KafkaAccessError(f"Kafka topic {self.topic!r} does not exist; create it or fix KAFKA_TOPIC")
+        return sorted(topic.partitions)
+
+    def partitions(self) -> list[int]:
         consumer = self._consumer()
         try:
-            try:
-                metadata = consumer.list_topics(self.topic, timeout=self.timeout_s)
-            except KafkaException as error:
-                raise KafkaAccessError(
-                    f"cannot reach Kafka at {self.client_config['bootstrap.servers']!r} ({error.args[0]}); "
-                    "check KAFKA_BOOTSTRAP_SERVERS and the KAFKA_SECURITY_* settings"
-                ) from None
-            topic = metadata.topics.get(self.topic)
-            if topic is None or topic.error is not None or not topic.partitions:
-                raise KafkaAccessError(f"Kafka topic {self.topic!r} does not exist; create it or fix KAFKA_TOPIC")
-            return {
-                p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.timeout_s, cached=False)
-                for p in sorted(topic.partitions)
-            }
+            return self._topic_partitions(consumer)
+        finally:
+            consumer.close()
+
+    def watermarks(self) -> dict[int, tuple[int, int]]:
+        """Low and high watermark of every partition of the topic.
+
+        Retries briefly on errors Kafka marks retriable (a leader moving after a topic is created or
+        a broker restarts), so a transient election does not fail a checkpoint.
+        """
+        consumer = self._consumer()
+        try:
+            partitions = self._topic_partitions(consumer)
+            deadline = time.monotonic() + 3 * self.timeout_s
+            while True:
+                try:
+                    return {
+                        p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.timeout_s, cached=False)
+                        for p in partitions
+                    }
+                except KafkaException as error:
+                    transient = error.args[0].retriable() or error.args[0].code() in _TRANSIENT
+                    if not transient or time.monotonic() > deadline:
+                        raise KafkaAccessError(
+                            f"cannot read offsets of Kafka topic {self.topic!r}: {error.args[0].str()}"
+                        ) from None
+                    time.sleep(0.5)
         finally:
             consumer.close()
 

@@ -60,6 +60,14 @@ class S3ObjectStore:
                 return None
             raise
 
+    def size(self, bucket: str, key: str) -> int | None:
+        try:
+            return self.client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] in _MISSING:
+                return None
+            raise
+
     def put(self, bucket: str, key: str, body: bytes) -> None:
         self.client.put_object(Bucket=bucket, Key=key, Body=body)
 

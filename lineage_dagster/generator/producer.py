@@ -25,7 +25,7 @@ def produce_events(
     Records go round-robin over the topic's partitions, as plain Avro binary without a key, like the
     seed's producer. Returns how many records Kafka acknowledged.
     """
-    partitions = sorted(KafkaRecordSource(client_config, topic).watermarks())
+    partitions = KafkaRecordSource(client_config, topic).partitions()
     producer = Producer({**client_config, "linger.ms": 20, "batch.num.messages": 10000, "compression.type": "lz4", "acks": "all"})
     failures: list[str] = []
 

@@ -162,12 +162,14 @@ def commit_checkpoint(
     run_id: str,
     own_run_ids: Collection[str],
     committed_at_ms: int,
+    before_marker: Callable[[], None] = lambda: None,
 ) -> CommitMarker:
     """Write the subtask logs, then the marker: the single commit point of checkpoint N."""
     check_coverage(plan, files)
     fence(store, log, plan.checkpoint_id, own_run_ids)
     for subtask_files in sorted(files, key=lambda f: f.subtask):
         write_subtask_log(store, log, plan, subtask_files, run_id, committed_at_ms)
+    before_marker()
     marker = CommitMarker(
         checkpoint_id=plan.checkpoint_id,
         run_id=run_id,

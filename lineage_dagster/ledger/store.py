@@ -12,6 +12,9 @@ class ObjectStore(Protocol):
 
     def put(self, bucket: str, key: str, body: bytes) -> None: ...
 
+    def size(self, bucket: str, key: str) -> int | None:
+        """The object's size in bytes, or None if it does not exist."""
+
     def put_if_absent(self, bucket: str, key: str, body: bytes) -> bool:
         """Create the object only if no object has the key (`If-None-Match: *`); False if one does."""
 
@@ -31,6 +34,10 @@ class InMemoryObjectStore:
 
     def get(self, bucket: str, key: str) -> bytes | None:
         return self.objects.get((bucket, key))
+
+    def size(self, bucket: str, key: str) -> int | None:
+        body = self.objects.get((bucket, key))
+        return None if body is None else len(body)
 
     def put(self, bucket: str, key: str, body: bytes) -> None:
         with self._lock:

@@ -14,6 +14,20 @@ from lineage_dagster.ledger.paths import S3Location, checkpoint_prefix, split_ur
 from lineage_dagster.ledger.protocol import checkpoint_ids, read_marker
 from lineage_dagster.ledger.store import ObjectStore
 
+SizeOf = Callable[[str], int | None]
+
+
+@dataclass
+class CheckpointFindings:
+    """Violations found in one committed checkpoint, by the invariant they break."""
+
+    contiguity: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    counts: list[str] = field(default_factory=list)
+
+    def all(self) -> list[str]:
+        return self.contiguity + self.files + self.counts
+
 
 @dataclass
 class VerifyReport:
@@ -55,6 +69,60 @@ def committed_checkpoints(store: ObjectStore, log: S3Location) -> tuple[list[Com
     return markers, uncommitted
 
 
+def parquet_row_count(raw: bytes) -> int:
+    return int(pl.scan_parquet(io.BytesIO(raw)).select(pl.len()).collect().item())
+
+
+def check_checkpoint(
+    store: ObjectStore,
+    log: S3Location,
+    marker: CommitMarker,
+    previous: CommitMarker | None,
+    size_of: SizeOf,
+    *,
+    count_rows: bool = False,
+) -> tuple[CheckpointFindings, list[CommitLogRow]]:
+    """The invariants of one committed checkpoint, against the one before it."""
+    n = marker.checkpoint_id
+    found = CheckpointFindings()
+    if previous is not None:
+        if n != previous.checkpoint_id + 1:
+            found.contiguity.append(f"chk-{n}: follows chk-{previous.checkpoint_id}; checkpoint ids must be consecutive")
+        ends = previous.end_offsets()
+        for r in marker.ranges:
+            if r.partition in ends and r.start != ends[r.partition]:
+                kind = "gap" if r.start > ends[r.partition] else "overlap"
+                found.contiguity.append(
+                    f"chk-{n}: partition {r.partition} starts at {r.start} but chk-{previous.checkpoint_id} "
+                    f"ended at {ends[r.partition]} ({kind})"
+                )
+    rows = read_checkpoint_rows(store, log, n)
+    row_files = {row.s3_key for row in rows}
+    if row_files != set(marker.files):
+        found.files.append(f"chk-{n}: commit-log CSVs list {sorted(row_files)} but the marker lists {sorted(marker.files)}")
+    per_file: dict[str, int] = {}
+    per_partition: dict[int, int] = {}
+    for row in rows:
+        per_file[row.s3_key] = per_file.get(row.s3_key, 0) + row.record_count
+        per_partition[row.kafka_partition] = per_partition.get(row.kafka_partition, 0) + row.record_count
+    sizes = {row.s3_key: row.file_bytes for row in rows}
+    for uri, logged_size in sorted(sizes.items()):
+        actual = size_of(uri)
+        if actual is None:
+            found.files.append(f"chk-{n}: {uri} is listed but does not exist")
+        elif actual != logged_size:
+            found.files.append(f"chk-{n}: {uri} is {actual} bytes, the log says {logged_size}")
+        elif count_rows and (rows_in_file := parquet_row_count(store.get(*split_uri(uri)) or b"")) != per_file[uri]:
+            found.counts.append(f"chk-{n}: {uri} holds {rows_in_file} rows, the log says {per_file[uri]}")
+    for r in marker.ranges:
+        if per_partition.get(r.partition, 0) != r.count:
+            found.counts.append(
+                f"chk-{n}: partition {r.partition} range [{r.start}, {r.end}) has {r.count} offsets but the log counts "
+                f"{per_partition.get(r.partition, 0)} records"
+            )
+    return found, rows
+
+
 def verify_ledger(
     store: ObjectStore,
     log: S3Location,
@@ -68,48 +136,22 @@ def verify_ledger(
     newest = markers[-1].checkpoint_id if markers else 0
     report.in_flight = [i for i in uncommitted if i > newest]
     report.violations += [f"chk-{i}: no commit marker, yet later checkpoints committed" for i in uncommitted if i < newest]
+    if markers and markers[0].checkpoint_id != 1:
+        report.violations.append(f"the first committed checkpoint is chk-{markers[0].checkpoint_id}, not chk-1")
     existing: dict[str, int] = {}
     for location in data_locations:
         existing.update({location.uri(k): size for k, size in store.list_keys(location.bucket, location.prefix + "/").items()})
     listed: set[str] = set()
-    ends: dict[int, int] = {}
-    expected_id = 1
+    previous: CommitMarker | None = None
     for marker in markers:
-        n = marker.checkpoint_id
-        if n != expected_id:
-            report.violations.append(f"chk-{n}: follows chk-{expected_id - 1}; checkpoint ids must be consecutive")
-        expected_id = n + 1
+        found, rows = check_checkpoint(store, log, marker, previous, existing.get)
+        report.violations += found.all()
         report.checkpoints += 1
         report.records += marker.record_count
         report.dropped += marker.dropped_count
-        for r in marker.ranges:
-            if r.partition in ends and r.start != ends[r.partition]:
-                kind = "gap" if r.start > ends[r.partition] else "overlap"
-                report.violations.append(
-                    f"chk-{n}: partition {r.partition} starts at {r.start} but chk-{n - 1} ended at {ends[r.partition]} ({kind})"
-                )
-            ends[r.partition] = r.end
-        rows = read_checkpoint_rows(store, log, n)
-        row_files = {row.s3_key for row in rows}
-        if row_files != set(marker.files):
-            report.violations.append(
-                f"chk-{n}: commit-log CSVs list {sorted(row_files)} but the marker lists {sorted(marker.files)}"
-            )
-        counted: dict[int, int] = {}
-        for row in rows:
-            counted[row.kafka_partition] = counted.get(row.kafka_partition, 0) + row.record_count
-            if existing.get(row.s3_key) is None:
-                report.violations.append(f"chk-{n}: {row.s3_key} is listed but does not exist")
-            elif existing[row.s3_key] != row.file_bytes:
-                report.violations.append(f"chk-{n}: {row.s3_key} is {existing[row.s3_key]} bytes, the log says {row.file_bytes}")
-        for r in marker.ranges:
-            if counted.get(r.partition, 0) != r.count:
-                report.violations.append(
-                    f"chk-{n}: partition {r.partition} range [{r.start}, {r.end}) has {r.count} offsets but the log counts "
-                    f"{counted.get(r.partition, 0)} records"
-                )
-        listed |= row_files
-        report.files += len(row_files)
+        listed |= {row.s3_key for row in rows}
+        report.files = len(listed)
+        previous = marker
         if progress and report.checkpoints % 100 == 0:
             progress(f"checked {report.checkpoints} checkpoints")
     in_flight_names = tuple(f"part-{i:08d}-" for i in report.in_flight)

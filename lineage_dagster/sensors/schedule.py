@@ -36,7 +36,6 @@ def build_checkpoint_job():  # noqa: ANN201 - an unresolved asset job
     return define_asset_job(
         CHECKPOINT_JOB_NAME,
         selection=AssetSelection.assets(*CHECKPOINT_ASSET_KEYS),
-        partitions_def=HOURLY,
         executor_def=in_process_executor,
         tags=SINGLE_FLIGHT_TAG,
         description="One checkpoint: plan, write Parquet per subtask, write the commit log and commit.",

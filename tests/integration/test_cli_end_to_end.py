@@ -11,7 +11,7 @@ import polars as pl
 
 from lineage_dagster.ledger.commit_log import parse_csv
 from lineage_dagster.ledger.protocol import read_marker
-from tests.conftest import BIN
+from tests.conftest import BIN, run_checkpoint_cli
 
 CONTRACT_SCHEMA = {
     "uuid": pl.String,
@@ -23,24 +23,13 @@ CONTRACT_SCHEMA = {
 }
 
 
-def execute_checkpoint(lake, dagster_home):
-    return subprocess.run(
-        [str(BIN / "dagster"), "job", "execute", "-m", "lineage_dagster.definitions", "-j", "checkpoint_job"],
-        env={**lake.env, "PATH": str(BIN), "DAGSTER_HOME": str(dagster_home)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def test_three_checkpoints_while_producing(lake, dagster_home):
     lake.produce(20_000)
     # ~20 s of trickle, so the three checkpoints (~7 s each) all run while records arrive.
     more = threading.Thread(target=lake.produce, args=(4_000,), kwargs={"rate": 200.0})
     more.start()
     for _ in range(3):
-        result = execute_checkpoint(lake, dagster_home)
+        result = run_checkpoint_cli(lake, dagster_home)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     more.join()
 

@@ -60,14 +60,16 @@ def test_readme_run_command_lands_files_within_three_minutes(tmp_path):
             }
         elapsed = time.monotonic() - started
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(90)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-        stack.down()
-        log.close()
+        try:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGINT)
+                try:
+                    process.wait(90)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+        finally:
+            stack.down()
+            log.close()
     assert found.get("parquet") and found.get("csv"), (tmp_path / "run.log").read_text()[-3000:]
     assert elapsed < 180
     print(f"README run command: first Parquet and commit-log files after {elapsed:.0f}s")
