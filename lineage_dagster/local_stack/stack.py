@@ -256,9 +256,10 @@ class LocalStack:
             f"{libs}/*",
         ]
         if not (home / "data" / "meta.properties").exists():
+            # `=` form: a random id may start with "-" and must not be read as an option.
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             result = subprocess.run(
-                [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
+                [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(properties)],
                 capture_output=True,
                 text=True,
                 check=False,
