@@ -26,7 +26,8 @@ CHECKS = {
 
 @multi_asset_check(specs=[AssetCheckSpec(name, asset=COMMIT_LOG_KEY, description=text) for name, text in CHECKS.items()])
 def checkpoint_invariants(context: AssetCheckExecutionContext, lake: LakeResource) -> Iterator[AssetCheckResult]:
-    run = context.instance.get_run_by_id(context.run_id)
+    # The plan step tagged the run after it started: read the stored run, not the cached one.
+    run = context.instance.get_run_by_id(context.run.run_id)
     checkpoint_id = int(run.tags[CHECKPOINT_TAG]) if run and CHECKPOINT_TAG in run.tags else 0
     store = lake.store()
     marker = read_marker(store, lake.commit_log, checkpoint_id)

@@ -177,7 +177,7 @@ class KafkaRecordSource:
 
     def _raise_read_error(self, error: KafkaError, message: Message, wanted: dict[int, PartitionRange]) -> None:
         partition = message.partition()
-        if error.code() == KafkaError.OFFSET_OUT_OF_RANGE and partition in wanted:
+        if error.code() in (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET) and partition in wanted:
             planned = wanted[partition]
             raise OffsetsLostError(
                 f"topic {self.topic!r} partition {partition}: planned offsets [{planned.start}, {planned.end}) "

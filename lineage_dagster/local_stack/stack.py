@@ -74,13 +74,23 @@ def _port_open(port: int) -> bool:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True while the process runs; an exited child (zombie) counts as gone and is reaped."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: ask the kernel instead
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _wait_for(what: str, ready: callable, timeout_s: float, log_file: Path) -> None:  # type: ignore[valid-type]
@@ -197,8 +207,8 @@ class LocalStack:
         pid = int(path.read_text().strip() or 0)
         return pid if pid and _pid_alive(pid) else None
 
-    def _spawn(self, name: str, args: list[str], cwd: Path, ports: list[int]) -> Path:
-        busy = [port for port in ports if _port_open(port)]
+    def _spawn(self, name: str, args: list[str], cwd: Path) -> Path:
+        busy = [port for port in self._ports(name) if _port_open(port)]
         if busy:
             raise StackError(
                 f"cannot start {name}: ports {busy} on 127.0.0.1 are taken by another process; "
@@ -266,7 +276,7 @@ class LocalStack:
             )
             if result.returncode != 0:
                 raise StackError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
-        log_file = self._spawn("kafka", [*java, "kafka.Kafka", str(properties)], home, [c.kafka_port, c.controller_port])
+        log_file = self._spawn("kafka", [*java, "kafka.Kafka", str(properties)], home)
         _wait_for(f"Kafka on 127.0.0.1:{c.kafka_port}", lambda: _port_open(c.kafka_port), 60, log_file)
 
     def weed_binary(self) -> str:
@@ -310,11 +320,11 @@ class LocalStack:
                 f"-s3.config={config_file}",
                 "-s3.port.iceberg=0",
                 "-s3.port.lance=0",
+                "-volume.preStopSeconds=0",  # no 10 s drain: this is a single-node dev stack
                 "-master.volumeSizeLimitMB=256",
                 "-volume.max=100",
             ],
             home,
-            [c.s3_port, c.weed_master_port, c.weed_volume_port, c.weed_filer_port],
         )
         _wait_for(f"SeaweedFS S3 on 127.0.0.1:{c.s3_port}", self._s3_ready, 90, log_file)
 
@@ -377,7 +387,9 @@ class LocalStack:
         (self.data_dir / "stack.env").write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
         return env
 
-    def stop(self, name: str, timeout_s: float = 15) -> None:
+    def stop(self, name: str) -> None:
+        # SeaweedFS drains for ~15 s on SIGTERM; killing it loses nothing the kernel has not got.
+        timeout_s = 15.0 if name == "kafka" else 2.0
         pid = self._running_pid(name)
         if pid is not None:
             os.killpg(pid, signal.SIGTERM)
@@ -387,6 +399,16 @@ class LocalStack:
             if _pid_alive(pid):
                 os.killpg(pid, signal.SIGKILL)
         self._pid_file(name).unlink(missing_ok=True)
+        # The kernel closes a dead process's sockets a moment later; a restart must not race that.
+        deadline = time.monotonic() + 10
+        while any(_port_open(port) for port in self._ports(name)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def _ports(self, name: str) -> list[int]:
+        c = self.config
+        if name == "kafka":
+            return [c.kafka_port, c.controller_port]
+        return [c.s3_port, c.weed_master_port, c.weed_volume_port, c.weed_filer_port]
 
     def down(self) -> None:
         for name in ("seaweedfs", "kafka"):

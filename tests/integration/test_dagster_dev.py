@@ -1,5 +1,6 @@
 """The real schedule: `dagster dev` (webserver + daemon) ticks every minute and commits checkpoints
-one after the other; the webserver's GraphQL API shows the assets and the checkpoint metadata."""
+one after the other; a run killed with -9 is detected by run monitoring and retried; the
+webserver's GraphQL API shows the assets and the checkpoint metadata."""
 
 import itertools
 import os
@@ -70,7 +71,13 @@ def test_schedule_commits_consecutive_checkpoints_and_ui_shows_them(lake, dagste
     log = (tmp_path / "dagster-dev.log").open("w")
     dev = subprocess.Popen(
         [str(BIN / "dagster"), "dev", "-m", "lineage_dagster.definitions", "-h", "127.0.0.1", "-p", str(UI_PORT)],
-        env={**lake.env, "PATH": f"{BIN}:{os.environ['PATH']}", "DAGSTER_HOME": str(dagster_home)},
+        env={
+            **lake.env,
+            "PATH": f"{BIN}:{os.environ['PATH']}",
+            "DAGSTER_HOME": str(dagster_home),
+            # The first run dies with kill -9 halfway through its data writes; later runs pass.
+            "LINEAGE_FAULT": f"during_write:kill:{tmp_path / 'killed-once'}",
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -84,7 +91,7 @@ def test_schedule_commits_consecutive_checkpoints_and_ui_shows_them(lake, dagste
             markers, _ = committed_checkpoints(lake.store, lake.settings.commit_log)
             return markers if len(markers) >= 2 else None
 
-        markers = wait_for(two_committed, 240, "two scheduled checkpoints", dev)
+        markers = wait_for(two_committed, 300, "two scheduled checkpoints after a killed run", dev)
         assert [m.checkpoint_id for m in markers[:2]] == [1, 2]
         assert {r.partition: r.start for r in markers[1].ranges} == markers[0].end_offsets()
 
@@ -106,6 +113,10 @@ def test_schedule_commits_consecutive_checkpoints_and_ui_shows_them(lake, dagste
 
     instance = DagsterInstance.from_config(str(dagster_home))
     records = instance.get_run_records(RunsFilter(job_name="checkpoint_job"), ascending=True)
+    assert (tmp_path / "killed-once").exists(), "the first run was killed"
+    killed = records[0].dagster_run
+    assert killed.status == DagsterRunStatus.FAILURE, "run monitoring marked the killed run failed"
+    assert any(r.dagster_run.tags.get("dagster/parent_run_id") == killed.run_id for r in records), "it was retried"
     finished = [r for r in records if r.dagster_run.status == DagsterRunStatus.SUCCESS]
     assert len(finished) >= 2
     for before, after in itertools.pairwise(finished):

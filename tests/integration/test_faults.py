@@ -62,6 +62,7 @@ def test_zombie_racing_its_retry_commits_nothing(lake, dagster_home, tmp_path):
     while lake.store.get(log.bucket, subtask_log_key(log, 1, 1)) is None:
         assert time.monotonic() < deadline and zombie.poll() is None, "zombie never wrote its log"
         time.sleep(0.5)
+    (tmp_path / "other-instance").mkdir()
     succeed(lake, tmp_path / "other-instance")  # the retry, from another Dagster instance even
     output, _ = zombie.communicate(timeout=120)
     assert zombie.returncode != 0

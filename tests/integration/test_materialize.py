@@ -2,7 +2,7 @@
 
 from dagster import DagsterInstance, materialize_to_memory
 
-from lineage_dagster.assets import COMMIT_LOG_KEY, build_checkpoint_assets
+from lineage_dagster.assets import COMMIT_LOG_KEY, build_checkpoint_assets, checkpoint_invariants
 from lineage_dagster.ledger.protocol import read_marker
 from lineage_dagster.resources import build_resources
 
@@ -16,7 +16,7 @@ def latest_commit_metadata(instance: DagsterInstance) -> dict:
 
 def test_two_materializations_give_contiguous_checkpoints(lake):
     instance = DagsterInstance.ephemeral()
-    assets = build_checkpoint_assets(lake.settings.parallelism)
+    assets = [*build_checkpoint_assets(lake.settings.parallelism), checkpoint_invariants]
     resources = build_resources(lake.settings)
 
     lake.produce(1000)
@@ -27,6 +27,9 @@ def test_two_materializations_give_contiguous_checkpoints(lake):
     lake.produce(500)
     second = materialize_to_memory(assets, instance=instance, resources=resources, partition_key=PARTITION)
     assert second.success
+    checks = second.get_asset_check_evaluations()
+    assert sorted(c.check_name for c in checks) == ["files_exist", "offsets_contiguous", "row_counts_match"]
+    assert all(c.passed for c in checks)
     metadata = latest_commit_metadata(instance)
     assert metadata["checkpoint_id"] == 2
     assert metadata["records"] == 500
