@@ -3,6 +3,7 @@ from S3 and checked against the output contract, independently of the product's 
 
 import io
 import itertools
+import json
 import re
 import subprocess
 import threading
@@ -77,3 +78,36 @@ def test_three_checkpoints_while_producing(lake, dagster_home):
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert f"records {committed}" in verify.stdout
+
+
+def lineage(lake, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "lineage"), *args], env={**lake.env, "PATH": str(BIN)}, capture_output=True, text=True, check=False
+    )
+
+
+def test_lineage_cli_reads_the_commit_log_and_verify_catches_a_lost_file(lake, dagster_home):
+    lake.produce(1000)
+    assert run_checkpoint_cli(lake, dagster_home).returncode == 0
+    listing = lineage(lake, "checkpoints")
+    assert listing.returncode == 0 and "      1000" in listing.stdout
+    files = lineage(lake, "files", "1")
+    assert files.returncode == 0 and files.stdout.count("part-00000001-") == 10
+    located = lineage(lake, "locate", "--partition", "3", "--offset", "42")
+    assert located.returncode == 0
+    assert "checkpoint 1" in located.stdout and "part-00000001-1.parquet" in located.stdout  # partition 3 -> subtask 1
+    missing = lineage(lake, "files", "7")
+    assert missing.returncode == 2 and "not committed" in missing.stderr and "Traceback" not in missing.stderr
+
+    clean = json.loads(lineage(lake, "verify", "--json").stdout)
+    assert clean["ok"] and clean["checkpoints"] == 1 and clean["records"] == 1000
+
+    victim = next(k for k in lake.store.list_keys("flink-data", f"{lake.name}/output/"))
+    lake.store.client.delete_object(Bucket="flink-data", Key=victim)
+    broken = lineage(lake, "verify", "--json")
+    assert broken.returncode == 1
+    report = json.loads(broken.stdout)
+    assert not report["ok"]
+    assert any(victim in v and "does not exist" in v for v in report["violations"])
+    human = lineage(lake, "verify", "--deep")
+    assert human.returncode == 1 and "FAILED" in human.stdout
