@@ -58,6 +58,7 @@ class KafkaRecordSource:
             "enable.auto.offset.store": False,
             "enable.partition.eof": False,
             "auto.offset.reset": "error",
+            "allow.auto.create.topics": False,  # a typo in KAFKA_TOPIC must fail, not create a topic
             "socket.connection.setup.timeout.ms": int(self.timeout_s * 1000),
             **extra,
         }
