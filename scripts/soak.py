@@ -4,7 +4,7 @@ then catch up and check every record landed exactly once.
 
     .venv/bin/python scripts/soak.py --rounds 30
 
-Brings up its own Kafka + S3 (ports 5000 above the defaults, data in /tmp/lineage-soak) and prints
+Brings up its own Kafka + S3 (ports 7000 above the defaults, data in /tmp/lineage-soak) and prints
 `records N, lost 0, duplicated 0` at the end; exits non-zero if anything was lost or duplicated.
 """
 
@@ -50,7 +50,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--kill-probability", type=float, default=0.5)
     parser.add_argument("--rate", type=float, default=2000.0, help="records per second produced during the soak")
-    parser.add_argument("--port-offset", type=int, default=5000)
+    parser.add_argument("--port-offset", type=int, default=7000)
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/lineage-soak"))
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()

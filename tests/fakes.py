@@ -2,10 +2,25 @@
 lineage_dagster.ledger.store)."""
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 from lineage_dagster.clients.kafka import RecordBatch
 from lineage_dagster.ingest.avro import encode_event
 from lineage_dagster.ledger.plan import PartitionRange
+
+
+@dataclass
+class FakeMessage:
+    partition: int
+    offset_: int
+
+    def key(self) -> bytes:
+        return f"key-{self.partition}-{self.offset_}".encode()
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_700_000_000_000 + self.offset_)
 
 
 class InMemoryTopic:
@@ -26,13 +41,14 @@ class InMemoryTopic:
         return {p: (0, len(v)) for p, v in self.values.items()}
 
     def read_ranges(self, ranges: Sequence[PartitionRange], *, batch_size: int = 7) -> Iterator[RecordBatch]:
-        for r in ranges:
-            for start in range(r.start, r.end, batch_size):
-                offsets = list(range(start, min(start + batch_size, r.end)))
-                yield RecordBatch(
-                    partition=r.partition,
-                    offsets=offsets,
-                    timestamps=[1_700_000_000_000 + o for o in offsets],
-                    keys=[None] * len(offsets),
-                    values=[self.values[r.partition][o] for o in offsets],
-                )
+        """Like Kafka: batches mix partitions, each partition in offset order."""
+        pending = [(r.partition, o) for o in range(max((r.count for r in ranges), default=0)) for r in ranges if o < r.count]
+        pending = [(p, next(r.start for r in ranges if r.partition == p) + i) for p, i in pending]
+        for start in range(0, len(pending), batch_size):
+            chunk = pending[start : start + batch_size]
+            yield RecordBatch(
+                partitions=np.array([p for p, _ in chunk], dtype=np.int32),
+                offsets=np.array([o for _, o in chunk], dtype=np.int64),
+                values=[self.values[p][o] for p, o in chunk],
+                messages=[FakeMessage(p, o) for p, o in chunk],
+            )

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import polars as pl
 
 from lineage_dagster.clients.kafka import RecordBatch
-from lineage_dagster.ingest.avro import decode_events
+from lineage_dagster.ingest.bulk_decode import decode_batch
 from lineage_dagster.ledger.commit_log import FileSlice, SubtaskFiles, WrittenFile
 from lineage_dagster.ledger.paths import S3Location, data_file_key
 from lineage_dagster.ledger.plan import CheckpointPlan, PartitionRange
@@ -48,40 +49,44 @@ class RecordSource(Protocol):
 
 
 @dataclass
-class _PartitionRows:
-    """The decoded and the undecodable records of one partition, in offset order."""
+class _SubtaskRows:
+    """Decoded and undecodable records of one subtask, as frames, with per-partition counts."""
 
+    partitions: int
     good: list[pl.DataFrame] = field(default_factory=list)
     bad: list[pl.DataFrame] = field(default_factory=list)
-    good_count: int = 0
-    bad_count: int = 0
+
+    def __post_init__(self) -> None:
+        self.good_counts = np.zeros(self.partitions, dtype=np.int64)
+        self.bad_counts = np.zeros(self.partitions, dtype=np.int64)
 
 
-def _decode_batch(batch: RecordBatch, topic: str, checkpoint_id: int, max_record_bytes: int, rows: _PartitionRows) -> None:
-    decoded = decode_events(batch.values, max_record_bytes)
-    if decoded.indexes:
-        offsets = batch.offsets if len(decoded.indexes) == len(batch.offsets) else [batch.offsets[i] for i in decoded.indexes]
+def _add_batch(batch: RecordBatch, topic: str, checkpoint_id: int, max_record_bytes: int, rows: _SubtaskRows) -> None:
+    decoded = decode_batch(batch.values, max_record_bytes)
+    if len(decoded.indexes):
+        partitions = batch.partitions[decoded.indexes]
         rows.good.append(
             pl.DataFrame(
-                {"uuid": decoded.uuids, "timestamp": decoded.timestamps, "kafka_offset": offsets},
-                schema={"uuid": pl.String, "timestamp": pl.Int64, "kafka_offset": pl.Int64},
-            ).with_columns(
-                pl.lit(topic, pl.String).alias("kafka_topic"),
-                pl.lit(batch.partition, pl.Int32).alias("kafka_partition"),
-                pl.lit(checkpoint_id, pl.Int64).alias("checkpoint_id"),
+                {
+                    "uuid": decoded.uuids,
+                    "timestamp": decoded.timestamps,
+                    "kafka_partition": partitions,
+                    "kafka_offset": batch.offsets[decoded.indexes],
+                }
             )
         )
-        rows.good_count += len(decoded.indexes)
+        rows.good_counts += np.bincount(partitions, minlength=rows.partitions)
     if decoded.errors:
         bad = sorted(decoded.errors)
+        messages = [batch.messages[i] for i in bad]
         rows.bad.append(
             pl.DataFrame(
                 {
                     "kafka_topic": [topic] * len(bad),
-                    "kafka_partition": [batch.partition] * len(bad),
-                    "kafka_offset": [batch.offsets[i] for i in bad],
-                    "kafka_timestamp": [batch.timestamps[i] for i in bad],
-                    "kafka_key": [batch.keys[i] for i in bad],
+                    "kafka_partition": batch.partitions[bad],
+                    "kafka_offset": batch.offsets[bad],
+                    "kafka_timestamp": [m.timestamp()[1] for m in messages],
+                    "kafka_key": [m.key() for m in messages],
                     "raw_value": [batch.values[i] for i in bad],
                     "error": [decoded.errors[i] for i in bad],
                     "checkpoint_id": [checkpoint_id] * len(bad),
@@ -89,7 +94,7 @@ def _decode_batch(batch: RecordBatch, topic: str, checkpoint_id: int, max_record
                 schema=DROPPED_SCHEMA,
             )
         )
-        rows.bad_count += len(bad)
+        rows.bad_counts += np.bincount(batch.partitions[bad], minlength=rows.partitions)
 
 
 def parquet_bytes(frame: pl.DataFrame) -> bytes:
@@ -103,16 +108,19 @@ def _write_file(
     store: ObjectStore,
     location: S3Location,
     key: str,
-    frames: Iterable[pl.DataFrame],
-    schema: dict[str, pl.DataType],
+    frame: pl.DataFrame,
     kind: str,
     subtask: int,
     slices: list[FileSlice],
 ) -> WrittenFile:
-    frame = pl.concat(list(frames), how="vertical").select(list(schema))
     body = parquet_bytes(frame)
     store.put(location.bucket, key, body)
     return WrittenFile(uri=location.uri(key), kind=kind, subtask=subtask, size_bytes=len(body), slices=tuple(slices))  # type: ignore[arg-type]
+
+
+def _ordered(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Batches interleave partitions; sorting makes the file a function of the plan alone."""
+    return pl.concat(frames, how="vertical").sort("kafka_partition", "kafka_offset")
 
 
 def write_subtask_files(
@@ -125,27 +133,32 @@ def write_subtask_files(
     dropped: S3Location,
     max_record_bytes: int,
 ) -> SubtaskFiles:
-    ranges = plan.ranges_for_subtask(subtask)
-    by_partition: dict[int, _PartitionRows] = {r.partition: _PartitionRows() for r in ranges}
+    ranges = sorted(plan.ranges_for_subtask(subtask))
+    rows = _SubtaskRows(partitions=max((r.partition for r in ranges), default=0) + 1)
     for batch in source.read_ranges(ranges):
-        _decode_batch(batch, plan.topic, plan.checkpoint_id, max_record_bytes, by_partition[batch.partition])
+        _add_batch(batch, plan.topic, plan.checkpoint_id, max_record_bytes, rows)
     files: list[WrittenFile] = []
-    ordered = [(r, by_partition[r.partition]) for r in sorted(ranges)]
-    good_slices = [FileSlice(r.partition, r.start, r.end, rows.good_count) for r, rows in ordered if rows.good_count]
+    good_slices = [FileSlice(r.partition, r.start, r.end, int(rows.good_counts[r.partition])) for r in ranges]
+    good_slices = [s for s in good_slices if s.record_count]
     if good_slices:
+        frame = _ordered(rows.good).with_columns(
+            pl.lit(plan.topic, pl.String).alias("kafka_topic"),
+            pl.col("kafka_partition").cast(pl.Int32),
+            pl.lit(plan.checkpoint_id, pl.Int64).alias("checkpoint_id"),
+        )
         key = data_file_key(output, plan.hour, plan.checkpoint_id, subtask)
-        frames = (frame for _, rows in ordered for frame in rows.good)
-        files.append(_write_file(store, output, key, frames, DATA_SCHEMA, "data", subtask, good_slices))
-    bad_slices = [FileSlice(r.partition, r.start, r.end, rows.bad_count) for r, rows in ordered if rows.bad_count]
+        files.append(_write_file(store, output, key, frame.select(list(DATA_SCHEMA)), "data", subtask, good_slices))
+    bad_slices = [FileSlice(r.partition, r.start, r.end, int(rows.bad_counts[r.partition])) for r in ranges]
+    bad_slices = [s for s in bad_slices if s.record_count]
     if bad_slices:
         key = data_file_key(dropped, plan.hour, plan.checkpoint_id, subtask)
-        frames = (frame for _, rows in ordered for frame in rows.bad)
-        files.append(_write_file(store, dropped, key, frames, DROPPED_SCHEMA, "dropped", subtask, bad_slices))
+        frame = _ordered(rows.bad).select(list(DROPPED_SCHEMA))
+        files.append(_write_file(store, dropped, key, frame, "dropped", subtask, bad_slices))
         log.warning(
             "checkpoint_id=%s subtask=%s dropped %s undecodable records to %s",
             plan.checkpoint_id,
             subtask,
-            sum(s.record_count for s in bad_slices),
+            frame.height,
             files[-1].uri,
         )
     return SubtaskFiles(checkpoint_id=plan.checkpoint_id, subtask=subtask, ranges=tuple(ranges), files=tuple(files))

@@ -1,0 +1,154 @@
+"""Vectorized decoding of a whole batch of seed-schema payloads into Arrow/NumPy columns.
+
+The input schema is `{uuid: string, timestamp: long}`, so a payload is
+`varint(zigzag(len(uuid))) + uuid-bytes + varint(zigzag(timestamp))`. For every payload whose
+string length fits one varint byte (uuids are 36 bytes) the layout is decoded with array
+operations over the concatenated batch; each record is checked to end exactly at its payload's
+end and to be valid UTF-8, so one malformed record can never shift or corrupt its neighbours.
+Anything else (long strings, malformed bytes, tombstones, oversize) goes through the per-record
+decoder in `avro.py`, which either decodes it or says why not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from lineage_dagster.ingest.avro import decode_events
+
+_MAX_VARINT = 10
+
+
+@dataclass
+class DecodedBatch:
+    """Good rows as columns (in input order) and the errors of the rest, by input index."""
+
+    indexes: np.ndarray  # int64 positions of the good rows in the input
+    uuids: pl.Series
+    timestamps: np.ndarray  # int64 epoch milliseconds
+    errors: dict[int, str]
+
+
+def _lengths(values: Sequence[bytes | None]) -> tuple[np.ndarray, list[bytes]]:
+    if values.count(None):
+        present = [b"" if v is None else v for v in values]
+        lengths = np.fromiter(map(len, present), dtype=np.int64, count=len(values))
+        lengths[[i for i, v in enumerate(values) if v is None]] = -1
+        return lengths, present
+    return np.fromiter(map(len, values), dtype=np.int64, count=len(values)), list(values)  # type: ignore[arg-type]
+
+
+def _fast_path(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray, max_record_bytes: int) -> tuple:
+    """Rows the array decoder can take, their string lengths and decoded timestamps."""
+    n = len(lengths)
+    ok = (lengths >= 2) & (lengths <= max_record_bytes)
+    first = np.zeros(n, dtype=np.int64)
+    first[ok] = buffer[starts[ok]]
+    ok &= (first < 0x80) & (first % 2 == 0)  # one-byte varint, non-negative length
+    string_len = first >> 1
+    ts_len = lengths - 1 - string_len
+    ok &= (ts_len >= 1) & (ts_len <= _MAX_VARINT)
+    ts_start = starts + 1 + string_len
+    last_byte = max(len(buffer) - 1, 0)
+    zigzag = np.zeros(n, dtype=np.uint64)
+    for j in range(_MAX_VARINT):  # one pass per varint byte, over all rows at once
+        inside = ok & (ts_len > j)
+        if not inside.any():
+            break
+        byte = buffer[np.minimum(ts_start + j, last_byte)] if len(buffer) else np.zeros(n, dtype=np.uint8)
+        is_last = ts_len == j + 1
+        # Every byte but the last has the continuation bit, the last does not; a 10th byte is 0 or 1.
+        ok &= ~inside | (is_last == (byte < 0x80))
+        if j == _MAX_VARINT - 1:
+            ok &= ~inside | (byte <= 1)
+        zigzag |= np.where(inside, (byte & 0x7F).astype(np.uint64) << np.uint64(7 * j), np.uint64(0))
+    timestamps = ((zigzag >> np.uint64(1)) ^ (np.uint64(0) - (zigzag & np.uint64(1)))).view(np.int64)
+    return ok, string_len, timestamps
+
+
+def _gather_strings(buffer: np.ndarray, starts: np.ndarray, string_len: np.ndarray) -> pa.LargeStringArray:
+    """The string bytes of the given rows, as one Arrow array, without a Python loop."""
+    offsets = np.zeros(len(string_len) + 1, dtype=np.int64)
+    np.cumsum(string_len, out=offsets[1:])
+    # Mark each string's bytes with +1 at its start and -1 past its end; a running sum selects them.
+    # Strings never touch (a length byte and a varint separate them), so plain assignment is safe.
+    edges = np.zeros(len(buffer) + 1, dtype=np.int8)
+    nonempty = string_len > 0
+    edges[starts[nonempty] + 1] = 1
+    edges[starts[nonempty] + 1 + string_len[nonempty]] = -1
+    data = buffer[np.cumsum(edges[:-1], dtype=np.int8).view(np.bool_)]
+    return pa.LargeStringArray.from_buffers(len(string_len), pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def _varint_columns(columns: list[np.ndarray], ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Decode fixed-width varints given as byte columns; also narrow `ok` to well-formed ones."""
+    zigzag = np.zeros(len(ok), dtype=np.uint64)
+    for j, byte in enumerate(columns):
+        is_last = j == len(columns) - 1
+        ok &= (byte < 0x80) if is_last else (byte >= 0x80)
+        if j == _MAX_VARINT - 1:
+            ok &= byte <= 1
+        zigzag |= (byte & 0x7F).astype(np.uint64) << np.uint64(7 * j)
+    return ok, ((zigzag >> np.uint64(1)) ^ (np.uint64(0) - (zigzag & np.uint64(1)))).view(np.int64)
+
+
+def _decode_fixed_layout(buffer: np.ndarray, rows: int, size: int, max_record_bytes: int) -> tuple | None:
+    """All records the same size with the same one-byte string length: decode them as a 2-D view."""
+    if size < 2 or size > max_record_bytes or len(buffer) != rows * size:
+        return None
+    matrix = buffer.reshape(rows, size)
+    first = int(matrix[0, 0])
+    string_len = first >> 1
+    ts_len = size - 1 - string_len
+    if first >= 0x80 or first % 2 or not 1 <= ts_len <= _MAX_VARINT or not (matrix[:, 0] == first).all():
+        return None
+    ok, timestamps = _varint_columns([matrix[:, 1 + string_len + j] for j in range(ts_len)], np.ones(rows, dtype=np.bool_))
+    data = np.ascontiguousarray(matrix[:, 1 : 1 + string_len])
+    offsets = np.arange(rows + 1, dtype=np.int64) * string_len
+    return ok, timestamps, pa.LargeStringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def decode_batch(values: Sequence[bytes | None], max_record_bytes: int) -> DecodedBatch:
+    lengths, present = _lengths(values)
+    buffer = np.frombuffer(b"".join(present), dtype=np.uint8)
+    fixed = None
+    if len(lengths) and lengths[0] >= 0 and (lengths == lengths[0]).all():
+        fixed = _decode_fixed_layout(buffer, len(lengths), int(lengths[0]), max_record_bytes)
+    if fixed is not None and fixed[0].all():
+        _, timestamps, strings = fixed
+        fast = np.ones(len(lengths), dtype=np.bool_)
+        fast_rows = np.arange(len(lengths))
+    else:
+        starts = np.zeros(len(lengths), dtype=np.int64)
+        if len(lengths) > 1:
+            np.cumsum(np.maximum(lengths[:-1], 0), out=starts[1:])
+        fast, string_len, timestamps = _fast_path(buffer, starts, lengths, max_record_bytes)
+        fast_rows = np.flatnonzero(fast)
+        strings = _gather_strings(buffer, starts[fast_rows], string_len[fast_rows])
+    try:
+        strings.validate(full=True)  # UTF-8
+    except pa.ArrowInvalid:
+        fast_rows = np.zeros(0, dtype=np.int64)  # rare: let the per-record decoder find the culprit
+        strings = pa.array([], type=pa.large_string())
+    slow_rows = np.flatnonzero(~fast) if len(fast_rows) else np.arange(len(lengths))
+    uuids = pl.Series("uuid", strings, dtype=pl.String)
+    indexes, stamps = fast_rows, timestamps[fast_rows]
+    errors: dict[int, str] = {}
+    if len(slow_rows):
+        slow = decode_events([values[i] for i in slow_rows], max_record_bytes)
+        errors = {int(slow_rows[i]): message for i, message in slow.errors.items()}
+        if slow.indexes:
+            slow_indexes = slow_rows[slow.indexes]
+            merged = pl.DataFrame(
+                {
+                    "i": np.concatenate([indexes, slow_indexes]),
+                    "uuid": pl.concat([uuids, pl.Series("uuid", slow.uuids, dtype=pl.String)]),
+                    "ts": np.concatenate([stamps, np.asarray(slow.timestamps, dtype=np.int64)]),
+                }
+            ).sort("i")
+            indexes, uuids, stamps = merged["i"].to_numpy(), merged["uuid"], merged["ts"].to_numpy()
+    return DecodedBatch(indexes=indexes, uuids=uuids, timestamps=stamps, errors=errors)

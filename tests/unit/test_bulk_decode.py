@@ -1,0 +1,58 @@
+"""The vectorized decoder must agree with the per-record decoder on every payload."""
+
+import random
+
+import numpy as np
+
+from lineage_dagster.ingest.avro import decode_events, encode_event
+from lineage_dagster.ingest.bulk_decode import decode_batch
+
+
+def assert_same_as_per_record(values, max_record_bytes=1000):
+    bulk = decode_batch(values, max_record_bytes)
+    reference = decode_events(values, max_record_bytes)
+    assert bulk.indexes.tolist() == reference.indexes
+    assert bulk.uuids.to_list() == reference.uuids
+    assert bulk.timestamps.tolist() == reference.timestamps
+    assert set(bulk.errors) == set(reference.errors)
+
+
+def test_uniform_batch_takes_the_fixed_layout_path():
+    values = [encode_event(f"{i:036d}", 1_764_000_000_000 + i) for i in range(1000)]
+    assert_same_as_per_record(values)
+
+
+def test_mixed_batch_with_every_kind_of_damage():
+    rng = random.Random(7)
+    good = [encode_event(f"id-{i}" * rng.randint(0, 12), rng.choice([0, -1, 1, 2**40, -(2**62), 2**63 - 1])) for i in range(300)]
+    damaged = []
+    for value in good:
+        kind = rng.randrange(8)
+        if kind == 0:
+            damaged.append(value[: rng.randrange(len(value))])
+        elif kind == 1:
+            damaged.append(value + bytes([rng.randrange(256)]))
+        elif kind == 2:
+            damaged.append(None)
+        elif kind == 3:
+            damaged.append(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))))
+        else:
+            damaged.append(value)
+    assert_same_as_per_record(damaged)
+
+
+def test_one_bad_record_does_not_shift_its_neighbours():
+    values = [encode_event(f"{i:036d}", 1_764_000_000_000 + i) for i in range(10)]
+    values[4] = values[4][:-1] + b"\xff"  # the timestamp's last byte now claims a continuation
+    decoded = decode_batch(values, 1000)
+    assert decoded.indexes.tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    assert decoded.timestamps.tolist() == [1_764_000_000_000 + i for i in (0, 1, 2, 3, 5, 6, 7, 8, 9)]
+    assert list(decoded.errors) == [4]
+
+
+def test_invalid_utf8_is_caught_in_bulk():
+    values = [encode_event("abc", 1), b"\x06\xff\xfe\xfd\x02", encode_event("xyz", 2)]
+    decoded = decode_batch(values, 1000)
+    assert decoded.uuids.to_list() == ["abc", "xyz"]
+    assert list(decoded.errors) == [1]
+    assert np.array_equal(decoded.indexes, [0, 2])
