@@ -64,17 +64,24 @@ class KafkaRecordSource:
         return Consumer(config)
 
     def _topic_partitions(self, consumer: Consumer) -> list[int]:
-        try:
-            metadata = consumer.list_topics(self.topic, timeout=self.timeout_s)
-        except KafkaException as error:
-            raise KafkaAccessError(
-                f"cannot reach Kafka at {self.client_config['bootstrap.servers']!r} ({error.args[0]}); "
-                "check KAFKA_BOOTSTRAP_SERVERS and the KAFKA_SECURITY_* settings"
-            ) from None
-        topic = metadata.topics.get(self.topic)
-        if topic is None or topic.error is not None or not topic.partitions:
-            raise KafkaAccessError(f"Kafka topic {self.topic!r} does not exist; create it or fix KAFKA_TOPIC")
-        return sorted(topic.partitions)
+        deadline = time.monotonic() + 3 * self.timeout_s
+        while True:
+            try:
+                metadata = consumer.list_topics(self.topic, timeout=self.timeout_s)
+            except KafkaException as error:
+                raise KafkaAccessError(
+                    f"cannot reach Kafka at {self.client_config['bootstrap.servers']!r} ({error.args[0]}); "
+                    "check KAFKA_BOOTSTRAP_SERVERS and the KAFKA_SECURITY_* settings"
+                ) from None
+            topic = metadata.topics.get(self.topic)
+            missing = topic is None or (topic.error is not None and topic.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART)
+            if missing:
+                raise KafkaAccessError(f"Kafka topic {self.topic!r} does not exist; create it or fix KAFKA_TOPIC")
+            if topic.error is None and topic.partitions:
+                return sorted(topic.partitions)
+            if time.monotonic() > deadline:  # e.g. leaders still being elected for a new topic
+                raise KafkaAccessError(f"Kafka topic {self.topic!r} is not available: {topic.error}")
+            time.sleep(0.3)
 
     def partitions(self) -> list[int]:
         consumer = self._consumer()

@@ -1,8 +1,22 @@
+from functools import cache
+from typing import Any
+
 from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 
 from lineage_dagster.clients.s3 import S3ObjectStore
 from lineage_dagster.ledger.paths import S3Location
+
+
+@cache
+def _client_for(config: tuple) -> Any:
+    return S3Resource(**dict(config)).get_client()
+
+
+def _client(s3: S3Resource) -> Any:
+    """One boto3 client per S3 configuration per process: creating one costs ~0.25 s, and every
+    step of a checkpoint needs one. boto3 clients are thread-safe."""
+    return _client_for(tuple(sorted((k, v) for k, v in s3.model_dump().items() if v is not None)))
 
 
 class LakeResource(ConfigurableResource):
@@ -28,7 +42,7 @@ class LakeResource(ConfigurableResource):
         return S3Location.parse(self.dropped_path)
 
     def store(self) -> S3ObjectStore:
-        return S3ObjectStore(self.s3.get_client())
+        return S3ObjectStore(_client(self.s3))
 
     def check_buckets(self, store: S3ObjectStore) -> None:
         for bucket in sorted({self.output.bucket, self.commit_log.bucket, self.dropped.bucket}):
