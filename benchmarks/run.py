@@ -97,11 +97,7 @@ def main() -> int:
     home.mkdir(parents=True)
     env = {
         **os.environ,
-        **stack_env,
-        "KAFKA_TOPIC": topic,
-        "OUTPUT_PATH": f"s3://flink-data/{topic}/output",
-        "WRITE_AHEAD_COMMIT_LOG_PATH": f"s3://flink-data/{topic}/write-ahead-commit-log",
-        "DROPPED_PATH": f"s3://flink-data/{topic}/dropped",
+        **stack.pipeline_env(topic),
         "DAGSTER_HOME": str(home),
         "MAX_RECORDS_PER_CHECKPOINT": str(args.records),
     }

@@ -58,14 +58,10 @@ def main() -> int:
 
     stack = LocalStack(StackConfig(data_dir=args.data_dir).shifted(args.port_offset, args.data_dir))
     topic = f"soak-{uuid.uuid4().hex[:8]}"
-    stack_env = stack.up()
+    stack.up()
     stack.create_topic(topic, 10)
     env = {
-        **stack_env,
-        "KAFKA_TOPIC": topic,
-        "OUTPUT_PATH": f"s3://flink-data/{topic}/output",
-        "WRITE_AHEAD_COMMIT_LOG_PATH": f"s3://flink-data/{topic}/write-ahead-commit-log",
-        "DROPPED_PATH": f"s3://flink-data/{topic}/dropped",
+        **stack.pipeline_env(topic),
         "DAGSTER_HOME": str(args.data_dir / f"dagster-{topic}"),
         "PATH": str(BIN),
     }

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,29 +57,45 @@ class Lake:
 def lake(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Lake:
     name = f"t{uuid.uuid4().hex[:12]}"
     stack.create_topic(name, 10)
-    env = {
-        **stack.env(),
-        "KAFKA_TOPIC": name,
-        "OUTPUT_PATH": f"s3://flink-data/{name}/output",
-        "WRITE_AHEAD_COMMIT_LOG_PATH": f"s3://flink-data/{name}/write-ahead-commit-log",
-        "DROPPED_PATH": f"s3://flink-data/{name}/dropped",
-    }
+    env = stack.pipeline_env(name)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = load_settings(env)
     return Lake(name=name, env=env, settings=settings, store=S3ObjectStore(make_s3_client(settings.s3)), stack=stack)
 
 
+CHECKPOINT_COMMAND = [str(BIN / "dagster"), "job", "execute", "-m", "lineage_dagster.definitions", "-j", "checkpoint_job"]
+
+
 def run_checkpoint_cli(lake: Lake, dagster_home: Path, **extra_env: str) -> subprocess.CompletedProcess:
     """`dagster job execute` of one checkpoint, as a user runs it."""
     return subprocess.run(
-        [str(BIN / "dagster"), "job", "execute", "-m", "lineage_dagster.definitions", "-j", "checkpoint_job"],
+        CHECKPOINT_COMMAND,
         env={**lake.env, "PATH": str(BIN), "DAGSTER_HOME": str(dagster_home), **extra_env},
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+
+
+def start_checkpoint_cli(lake: Lake, dagster_home: Path, fault: str) -> subprocess.Popen:
+    """The same, in the background, with a fault armed (e.g. `after_plan:sleep=6`)."""
+    return subprocess.Popen(
+        CHECKPOINT_COMMAND,
+        env={**lake.env, "PATH": str(BIN), "DAGSTER_HOME": str(dagster_home), "LINEAGE_FAULT": fault},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for_object(lake: Lake, key: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while lake.store.get(lake.settings.commit_log.bucket, key) is None:
+        assert time.monotonic() < deadline, f"{key} never appeared"
+        assert process.poll() is None, f"the run exited with {process.returncode} before writing {key}"
+        time.sleep(0.3)
 
 
 @pytest.fixture

@@ -130,11 +130,12 @@ class KafkaRecordSource:
         ends = np.full(size, -1, dtype=np.int64)  # -1: not (or no longer) wanted
         for r in wanted.values():
             ends[r.partition] = r.end
+        # Prefetch is bounded (it fills with records past the range on a backlog): ~64 MiB queued.
         consumer = self._consumer(
             **{
-                "fetch.max.bytes": 64 * 1024 * 1024,
-                "max.partition.fetch.bytes": 16 * 1024 * 1024,
-                "queued.max.messages.kbytes": 262144,
+                "fetch.max.bytes": 32 * 1024 * 1024,
+                "max.partition.fetch.bytes": 8 * 1024 * 1024,
+                "queued.max.messages.kbytes": 65536,
                 "fetch.wait.max.ms": 50,
             }
         )

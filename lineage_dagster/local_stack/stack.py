@@ -196,6 +196,18 @@ class LocalStack:
             "AWS_REGION": "us-east-1",
         }
 
+    def pipeline_env(self, name: str) -> dict[str, str]:
+        """The environment of a pipeline on its own topic `name` with its own S3 prefixes
+        (`s3://<bucket>/<name>/output`, ...), so several pipelines share one stack without meeting."""
+        bucket = self.config.bucket
+        return {
+            **self.env(),
+            "KAFKA_TOPIC": name,
+            "OUTPUT_PATH": f"s3://{bucket}/{name}/output",
+            "WRITE_AHEAD_COMMIT_LOG_PATH": f"s3://{bucket}/{name}/write-ahead-commit-log",
+            "DROPPED_PATH": f"s3://{bucket}/{name}/dropped",
+        }
+
     # -- processes -------------------------------------------------------------------------------
     def _pid_file(self, name: str) -> Path:
         return self.data_dir / f"{name}.pid"

@@ -3,7 +3,6 @@ boundary, a zombie racing its retry, S3 and Kafka outages, a wiped Dagster insta
 
 import shutil
 import subprocess
-import time
 
 import pytest
 from confluent_kafka import TopicPartition
@@ -12,7 +11,7 @@ from confluent_kafka.admin import AdminClient
 from lineage_dagster.ledger.paths import plan_key, subtask_log_key
 from lineage_dagster.ledger.protocol import checkpoint_ids, read_marker, read_plan
 from lineage_dagster.ledger.verify import verify_ledger
-from tests.conftest import BIN, run_checkpoint_cli
+from tests.conftest import run_checkpoint_cli, start_checkpoint_cli, wait_for_object
 
 KILLED = -9
 
@@ -51,17 +50,8 @@ def test_kill_9_at_each_step_boundary_then_next_run_converges(lake, dagster_home
 def test_zombie_racing_its_retry_commits_nothing(lake, dagster_home, tmp_path):
     lake.produce(3000)
     log = lake.settings.commit_log
-    zombie = subprocess.Popen(
-        [str(BIN / "dagster"), "job", "execute", "-m", "lineage_dagster.definitions", "-j", "checkpoint_job"],
-        env={**lake.env, "PATH": str(BIN), "DAGSTER_HOME": str(dagster_home), "LINEAGE_FAULT": "after_log:sleep=20"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while lake.store.get(log.bucket, subtask_log_key(log, 1, 1)) is None:
-        assert time.monotonic() < deadline and zombie.poll() is None, "zombie never wrote its log"
-        time.sleep(0.5)
+    zombie = start_checkpoint_cli(lake, dagster_home, "after_log:sleep=20")
+    wait_for_object(lake, subtask_log_key(log, 1, 1), zombie)
     (tmp_path / "other-instance").mkdir()
     succeed(lake, tmp_path / "other-instance")  # the retry, from another Dagster instance even
     output, _ = zombie.communicate(timeout=120)
@@ -88,18 +78,9 @@ def test_wiped_dagster_instance_resumes_from_the_s3_ledger(lake, dagster_home):
 
 def test_s3_outage_mid_checkpoint_then_recovery(lake, dagster_home):
     lake.produce(3000)
-    run = subprocess.Popen(
-        [str(BIN / "dagster"), "job", "execute", "-m", "lineage_dagster.definitions", "-j", "checkpoint_job"],
-        env={**lake.env, "PATH": str(BIN), "DAGSTER_HOME": str(dagster_home), "LINEAGE_FAULT": "after_plan:sleep=6"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    run = start_checkpoint_cli(lake, dagster_home, "after_plan:sleep=6")
     log = lake.settings.commit_log
-    deadline = time.monotonic() + 60
-    while lake.store.get(log.bucket, plan_key(log, 1)) is None:
-        assert time.monotonic() < deadline, "plan never written"
-        time.sleep(0.3)
+    wait_for_object(lake, plan_key(log, 1), run)
     lake.stack.stop("seaweedfs")
     try:
         output, _ = run.communicate(timeout=240)
@@ -115,18 +96,9 @@ def test_s3_outage_mid_checkpoint_then_recovery(lake, dagster_home):
 
 def test_kafka_broker_restart_mid_checkpoint(lake, dagster_home):
     lake.produce(3000)
-    run = subprocess.Popen(
-        [str(BIN / "dagster"), "job", "execute", "-m", "lineage_dagster.definitions", "-j", "checkpoint_job"],
-        env={**lake.env, "PATH": str(BIN), "DAGSTER_HOME": str(dagster_home), "LINEAGE_FAULT": "after_plan:sleep=3"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    run = start_checkpoint_cli(lake, dagster_home, "after_plan:sleep=3")
     log = lake.settings.commit_log
-    deadline = time.monotonic() + 60
-    while lake.store.get(log.bucket, plan_key(log, 1)) is None:
-        assert time.monotonic() < deadline, "plan never written"
-        time.sleep(0.3)
+    wait_for_object(lake, plan_key(log, 1), run)
     lake.stack.stop("kafka")
     lake.stack.start_kafka()
     output, _ = run.communicate(timeout=240)
