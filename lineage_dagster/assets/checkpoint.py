@@ -1,7 +1,7 @@
 """The checkpoint as Dagster assets: checkpoint_plan -> enriched_events -> write_ahead_commit_log.
 
 One run is one checkpoint. The three assets are one graph (they only make sense together): a plan
-step, one step per subtask, a collect step and the commit step. Each asset is partitioned by hour,
+step, one step per subtask and the commit step. Each asset is partitioned by hour,
 mirroring the S3 hour folders; the run's partition is the checkpoint's processing hour.
 
 Steps hand each other the plan and file lists as plain op outputs, not asset inputs, so a run
@@ -205,38 +205,27 @@ def _subtask_op(subtask: int):  # noqa: ANN202 - a Dagster op definition
     return write_subtask
 
 
-@op(
-    out={"files": Out(list[SubtaskFiles]), "enriched_events": Out(Nothing)},
-    description="Gathers what every subtask wrote.",
-)
-def collect_checkpoint_files(subtask_files: list[SubtaskFiles]):  # noqa: ANN201 - yields outputs
-    ordered = sorted(subtask_files, key=lambda f: f.subtask)
-    written = [w for files in ordered for w in files.files]
-    yield Output(ordered, "files")
-    yield Output(
-        None,
-        "enriched_events",
-        metadata={
-            "checkpoint_id": ordered[0].checkpoint_id,
-            "records": sum(f.record_count for f in ordered),
-            "dropped_records": sum(f.dropped_count for f in ordered),
-            "files": len(written),
-            "bytes": sum(w.size_bytes for w in written),
-            "file_list": MetadataValue.md(
-                "\n".join(f"- `{w.uri}` ({w.kind}, {w.record_count} records)" for w in written) or "none"
-            ),
-        },
-    )
+def _events_metadata(files: list[SubtaskFiles]) -> dict[str, object]:
+    written = [w for subtask_files in files for w in subtask_files.files]
+    return {
+        "checkpoint_id": files[0].checkpoint_id,
+        "records": sum(f.record_count for f in files),
+        "dropped_records": sum(f.dropped_count for f in files),
+        "files": len(written),
+        "bytes": sum(w.size_bytes for w in written),
+        "file_list": MetadataValue.md("\n".join(f"- `{w.uri}` ({w.kind}, {w.record_count} records)" for w in written) or "none"),
+    }
 
 
 @op(
-    ins={"plan": In(CheckpointPlan), "files": In(list[SubtaskFiles])},
-    out=Out(Nothing),
+    ins={"plan": In(CheckpointPlan), "subtask_files": In(list[SubtaskFiles])},
+    out={"enriched_events": Out(Nothing), "write_ahead_commit_log": Out(Nothing)},
     description="Writes chk-N/subtask-K.csv per subtask, then the commit marker chk-N/_committed.json.",
 )
-def commit_checkpoint_log(
-    context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource, plan: CheckpointPlan, files: list[SubtaskFiles]
-) -> Output[None]:
+def commit_checkpoint_log(  # noqa: ANN201 - yields outputs
+    context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource, plan: CheckpointPlan, subtask_files: list[SubtaskFiles]
+):
+    files = sorted(subtask_files, key=lambda f: f.subtask)
     faults.reach("after_data")
     marker = commit_checkpoint(
         lake.store(),
@@ -255,8 +244,11 @@ def commit_checkpoint_log(
         f"checkpoint_id={plan.checkpoint_id} committed by run {marker.run_id}: {marker.record_count} records, "
         f"{marker.dropped_count} dropped, {len(marker.files)} files; lag {lag}"
     )
-    return Output(
+    # Both materializations are reported only once the marker exists: data counts when committed.
+    yield Output(None, "enriched_events", metadata=_events_metadata(files))
+    yield Output(
         None,
+        "write_ahead_commit_log",
         metadata={
             "checkpoint_id": plan.checkpoint_id,
             "run_id": marker.run_id,
@@ -298,8 +290,7 @@ def build_checkpoint_assets(parallelism: int) -> list:
     )
     def checkpoint(lineage_input):  # noqa: ANN001, ANN202 - Dagster graph composition
         plan, plan_record = plan_op(lineage_input)
-        files, events_record = collect_checkpoint_files([write(plan) for write in subtask_ops])
-        commit_record = commit_checkpoint_log(plan, files)
+        events_record, commit_record = commit_checkpoint_log(plan, [write(plan) for write in subtask_ops])
         return {"checkpoint_plan": plan_record, "enriched_events": events_record, "write_ahead_commit_log": commit_record}
 
     return [lineage_input, checkpoint]

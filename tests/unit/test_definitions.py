@@ -35,7 +35,6 @@ def test_one_step_per_subtask():
     )
     nodes = defs.resolve_job_def("checkpoint_job").graph.node_dict["checkpoint"].definition.node_dict
     assert sorted(nodes) == [
-        "collect_checkpoint_files",
         "commit_checkpoint_log",
         "plan_checkpoint",
         "write_subtask_0_files",
