@@ -53,7 +53,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from lineage_dagster.generator import produce_events
 
     settings = load_settings()
-    rate = None if args.count and not args.rate_given else args.rate
+    # Default: 10 msg/s like the seed, or full speed when a --count is given.
+    rate = args.rate if args.rate is not None else (None if args.count else 10.0)
     target = f"{args.count} records" if args.count else "records until stopped"
     print(f"producing {target} to {settings.kafka_topic} at {f'{rate:g}/s' if rate else 'full speed'}", flush=True)
     started = time.monotonic()
@@ -255,9 +256,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "generate":
-        args.rate_given = args.rate is not None
-        args.rate = args.rate if args.rate is not None else 10.0
     try:
         return args.func(args)
     except (UserError, SettingsError) as error:

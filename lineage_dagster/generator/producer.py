@@ -46,8 +46,8 @@ def produce_events(
                     producer.poll(0.05)  # local queue full: let deliveries drain
             sent += 1
             if rate:
-                ahead = started + sent / rate - time.monotonic()
-                if ahead > 0:
+                # poll() returns early when it serves a delivery report, so wait until on schedule.
+                while (ahead := started + sent / rate - time.monotonic()) > 0:
                     producer.poll(ahead)
             elif sent % 10000 == 0:
                 producer.poll(0)
