@@ -59,6 +59,7 @@ class Settings:
     parallelism: int
     max_records_per_checkpoint: int
     max_record_bytes: int
+    allow_offset_loss: bool
 
     @property
     def buckets(self) -> set[str]:
@@ -77,6 +78,13 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int)
     if not 1 <= value <= maximum:
         raise SettingsError(f"{name}={value} must be between 1 and {maximum}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower() or "false"
+    if raw not in {"true", "false"}:
+        raise SettingsError(f"{name}={raw!r} must be true or false")
+    return raw == "true"
 
 
 def _location(env: Mapping[str, str], name: str, default: str) -> S3Location:
@@ -150,4 +158,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         parallelism=_positive_int(env, "PARALLELISM", 2, 256),
         max_records_per_checkpoint=_positive_int(env, "MAX_RECORDS_PER_CHECKPOINT", 1_000_000, 100_000_000),
         max_record_bytes=_positive_int(env, "MAX_RECORD_BYTES", 1_048_576, 1_073_741_824),
+        allow_offset_loss=_flag(env, "ALLOW_OFFSET_LOSS"),
     )

@@ -135,6 +135,7 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 parallelism=parallelism,
                 run_id=context.run_id,
                 planned_at_ms=_now_ms(),
+                allow_offset_loss=lake.allow_offset_loss,
             )
 
         hint = last_committed_hint(context.instance, lake.commit_log, kafka.topic)
@@ -151,6 +152,11 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 f"checkpoint_id={plan.checkpoint_id} was planned for hour {plan.hour:%Y-%m-%d %H}:00; its files go "
                 f"there, not to this run's partition {hour:%Y-%m-%d %H}:00"
             )
+        for skipped in plan.lost:
+            context.log.warning(
+                f"checkpoint_id={plan.checkpoint_id} SKIPS offsets [{skipped.start}, {skipped.end}) of partition "
+                f"{skipped.partition}: deleted from Kafka before they were read (ALLOW_OFFSET_LOSS=true); recorded in the ledger"
+            )
         context.log.info(
             f"checkpoint_id={plan.checkpoint_id} {'resumed stored plan' if resolved.reused else 'planned'}: "
             f"{plan.record_count} records over {sum(1 for r in plan.ranges if r.count)} partitions"
@@ -165,6 +171,7 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 "run_id": plan.run_id,
                 "resumed": resolved.reused,
                 "records": plan.record_count,
+                "offsets_lost": sum(r.count for r in plan.lost),
                 "offset_ranges": _ranges_table(plan),
             },
         )

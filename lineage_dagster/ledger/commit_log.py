@@ -163,6 +163,7 @@ class CommitMarker:
     files: tuple[str, ...]
     record_count: int
     dropped_count: int
+    lost: tuple[PartitionRange, ...] = ()  # offsets skipped with ALLOW_OFFSET_LOSS, see CheckpointPlan
 
     def end_offsets(self) -> dict[int, int]:
         return {r.partition: r.end for r in self.ranges}
@@ -170,6 +171,7 @@ class CommitMarker:
     def to_json(self) -> bytes:
         body = asdict(self)
         body["ranges"] = [asdict(r) for r in self.ranges]
+        body["lost"] = [asdict(r) for r in self.lost]
         body["files"] = list(self.files)
         return json.dumps(body, sort_keys=True).encode()
 
@@ -177,5 +179,6 @@ class CommitMarker:
     def from_json(cls, raw: bytes) -> CommitMarker:
         body = json.loads(raw)
         body["ranges"] = tuple(PartitionRange(**r) for r in body["ranges"])
+        body["lost"] = tuple(PartitionRange(**r) for r in body.get("lost", ()))
         body["files"] = tuple(body["files"])
         return cls(**body)

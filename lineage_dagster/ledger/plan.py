@@ -34,6 +34,8 @@ class CheckpointPlan:
     run_id: str
     parallelism: int
     ranges: tuple[PartitionRange, ...]
+    # Offsets deleted from Kafka before they were read, skipped by the operator's ALLOW_OFFSET_LOSS.
+    lost: tuple[PartitionRange, ...] = ()
 
     @property
     def record_count(self) -> int:
@@ -49,6 +51,7 @@ class CheckpointPlan:
         body = asdict(self)
         body["hour"] = self.hour.isoformat()
         body["ranges"] = [asdict(r) for r in self.ranges]
+        body["lost"] = [asdict(r) for r in self.lost]
         return json.dumps(body, sort_keys=True).encode()
 
     @classmethod
@@ -62,6 +65,7 @@ class CheckpointPlan:
             run_id=body["run_id"],
             parallelism=int(body["parallelism"]),
             ranges=tuple(PartitionRange(**r) for r in body["ranges"]),
+            lost=tuple(PartitionRange(**r) for r in body.get("lost", ())),
         )
 
 
@@ -93,20 +97,28 @@ def plan_checkpoint(
     parallelism: int,
     run_id: str,
     planned_at_ms: int,
+    allow_offset_loss: bool = False,
 ) -> CheckpointPlan:
     """Plan checkpoint N: each partition from its last committed end up to its high watermark.
 
     A partition never committed before starts at its low watermark (its earliest offset), so a
     partition added to the topic is read from the beginning. Partitions with nothing new keep a
-    zero-length range so the plan always carries every partition's end offset.
+    zero-length range so the plan always carries every partition's end offset. Offsets deleted
+    before they were read fail the plan, unless the operator allows the loss: then the plan starts
+    at the earliest offset left and records what was lost.
     """
     starts: dict[int, int] = {}
+    lost: list[PartitionRange] = []
     for partition, (low, high) in sorted(watermarks.items()):
         start = committed_ends.get(partition, low)
-        if start < low:
+        if start < low and allow_offset_loss:
+            lost.append(PartitionRange(partition, start, low))
+            start = low
+        elif start < low:
             raise OffsetsLostError(
                 f"topic {topic!r} partition {partition}: offsets [{start}, {low}) were deleted from Kafka "
-                f"before checkpoint {checkpoint_id} could read them (retention or truncation)"
+                f"before checkpoint {checkpoint_id} could read them (retention or truncation); to skip them "
+                "knowingly, set ALLOW_OFFSET_LOSS=true for one run (the loss is recorded in the ledger)"
             )
         if start > high:
             raise OffsetsLostError(
@@ -128,4 +140,5 @@ def plan_checkpoint(
         run_id=run_id,
         parallelism=parallelism,
         ranges=ranges,
+        lost=tuple(lost),
     )

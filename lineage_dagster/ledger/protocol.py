@@ -180,6 +180,7 @@ def commit_checkpoint(
         files=tuple(w.uri for f in sorted(files, key=lambda f: f.subtask) for w in f.files),
         record_count=sum(f.record_count for f in files),
         dropped_count=sum(f.dropped_count for f in files),
+        lost=plan.lost,
     )
     if store.put_if_absent(log.bucket, marker_key(log, plan.checkpoint_id), marker.to_json()):
         return marker

@@ -28,6 +28,7 @@ class LakeResource(ConfigurableResource):
     dropped_path: str
     max_records_per_checkpoint: int = 1_000_000
     max_record_bytes: int = 1_048_576
+    allow_offset_loss: bool = False
 
     @property
     def output(self) -> S3Location:

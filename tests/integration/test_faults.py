@@ -134,3 +134,17 @@ def test_offsets_deleted_between_checkpoints_fail_the_plan_loudly(lake, dagster_
     assert failed.returncode != 0
     assert "partition 3: offsets [100, 150) were deleted" in failed.stdout + failed.stderr
     assert checkpoint_ids(lake.store, lake.settings.commit_log) == [1], "nothing planned or written"
+
+
+def test_operator_allowed_loss_is_skipped_recorded_and_verifiable(lake, dagster_home):
+    lake.produce(1000)  # 100 per partition
+    succeed(lake, dagster_home)
+    lake.produce(1000)
+    delete_records(lake, partition=3, before=150)
+    succeed(lake, dagster_home, ALLOW_OFFSET_LOSS="true")
+    marker = read_marker(lake.store, lake.settings.commit_log, 2)
+    assert [(r.partition, r.start, r.end) for r in marker.lost] == [(3, 100, 150)]
+    assert marker.record_count == 950
+    report = verify_ledger(lake.store, lake.settings.commit_log, [lake.settings.output, lake.settings.dropped], deep=True)
+    assert report.ok, report.violations
+    assert report.records == 1950

@@ -76,3 +76,26 @@ def test_partitions_are_dealt_round_robin_to_subtasks():
 def test_plan_round_trips_through_json():
     plan = make_plan({0: 1}, {0: (0, 5), 1: (0, 2)})
     assert CheckpointPlan.from_json(plan.to_json()) == plan
+
+
+def test_operator_can_skip_deleted_offsets_and_the_plan_records_them():
+    plan = plan_checkpoint(
+        checkpoint_id=2,
+        topic="t",
+        hour=HOUR,
+        committed_ends={0: 10, 1: 5},
+        watermarks={0: (20, 30), 1: (0, 8)},
+        max_records=1000,
+        parallelism=2,
+        run_id="r",
+        planned_at_ms=1,
+        allow_offset_loss=True,
+    )
+    assert plan.ranges == (PartitionRange(0, 20, 30), PartitionRange(1, 5, 8))
+    assert plan.lost == (PartitionRange(0, 10, 20),)
+    assert CheckpointPlan.from_json(plan.to_json()) == plan
+
+
+def test_loss_message_names_the_switch():
+    with pytest.raises(OffsetsLostError, match="ALLOW_OFFSET_LOSS=true"):
+        make_plan({0: 10}, {0: (20, 30)})
