@@ -61,10 +61,6 @@ class Settings:
     max_record_bytes: int
     allow_offset_loss: bool
 
-    @property
-    def buckets(self) -> set[str]:
-        return {self.output.bucket, self.commit_log.bucket, self.dropped.bucket}
-
 
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 

@@ -161,4 +161,4 @@ def write_subtask_files(
             frame.height,
             files[-1].uri,
         )
-    return SubtaskFiles(checkpoint_id=plan.checkpoint_id, subtask=subtask, ranges=tuple(ranges), files=tuple(files))
+    return SubtaskFiles(checkpoint_id=plan.checkpoint_id, subtask=subtask, files=tuple(files))

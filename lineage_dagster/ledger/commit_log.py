@@ -61,7 +61,6 @@ class SubtaskFiles:
 
     checkpoint_id: int
     subtask: int
-    ranges: tuple[PartitionRange, ...]
     files: tuple[WrittenFile, ...]
 
     @property

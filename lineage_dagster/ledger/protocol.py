@@ -76,6 +76,13 @@ def find_last_committed(store: ObjectStore, log: S3Location, hint: int | None) -
     return last
 
 
+def find_pending_plan(store: ObjectStore, log: S3Location, hint: int | None) -> tuple[CommitMarker | None, CheckpointPlan | None]:
+    """The newest committed checkpoint, and the stored plan of the next one if it was planned but
+    not committed (a crashed or running attempt), which must be finished before anything new."""
+    previous = find_last_committed(store, log, hint)
+    return previous, read_plan(store, log, (previous.checkpoint_id if previous else 0) + 1)
+
+
 @dataclass(frozen=True)
 class ResolvedPlan:
     plan: CheckpointPlan
@@ -93,9 +100,8 @@ def resolve_plan(
 
     The new plan is created with `If-None-Match: *`; if another run planned N first, its plan wins.
     """
-    previous = find_last_committed(store, log, hint)
+    previous, stored = find_pending_plan(store, log, hint)
     checkpoint_id = (previous.checkpoint_id if previous else 0) + 1
-    stored = read_plan(store, log, checkpoint_id)
     if stored is not None:
         return ResolvedPlan(stored, reused=True, previous=previous)
     plan = make_plan(checkpoint_id, previous.end_offsets() if previous else {})

@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from lineage_dagster.assets.checkpoint import CHECKPOINT_ASSET_KEYS, CHECKPOINT_TAG, HOURLY, last_committed_hint
-from lineage_dagster.ledger.protocol import find_last_committed, read_plan
+from lineage_dagster.ledger.protocol import find_pending_plan
 from lineage_dagster.resources.kafka import KafkaResource
 from lineage_dagster.resources.lake import LakeResource
 
@@ -59,8 +59,7 @@ def checkpoint_schedule(context: ScheduleEvaluationContext, kafka: KafkaResource
     # An unfinished plan is finished first, under the hour it was planned in.
     store = lake.store()
     hint = last_committed_hint(context.instance, lake.commit_log, kafka.topic)
-    last = find_last_committed(store, lake.commit_log, hint)
-    pending = read_plan(store, lake.commit_log, (last.checkpoint_id if last else 0) + 1)
+    _, pending = find_pending_plan(store, lake.commit_log, hint)
     if pending is not None:
         hour = pending.hour
     return RunRequest(partition_key=HOURLY.get_partition_key_for_timestamp(hour.timestamp()))
