@@ -128,14 +128,18 @@ class KafkaRecordSource:
             return
         size = max(wanted) + 1
         ends = np.full(size, -1, dtype=np.int64)  # -1: not (or no longer) wanted
+        nexts = np.zeros(size, dtype=np.int64)  # next offset expected per partition
         for r in wanted.values():
-            ends[r.partition] = r.end
-        # Prefetch is bounded (it fills with records past the range on a backlog): ~64 MiB queued.
+            ends[r.partition], nexts[r.partition] = r.end, r.start
         consumer = self._consumer(
             **{
-                "fetch.max.bytes": 32 * 1024 * 1024,
-                "max.partition.fetch.bytes": 8 * 1024 * 1024,
+                # Prefetch is bounded (on a backlog it fills with records past the range): at most
+                # ~200k records or 64 MiB queued. Fetching resumes 10 ms after the queue drains
+                # rather than librdkafka's default second, which would stall a large range.
+                "queued.min.messages": 200_000,
                 "queued.max.messages.kbytes": 65536,
+                "fetch.queue.backoff.ms": 10,
+                "fetch.max.bytes": 16 * 1024 * 1024,
                 "fetch.wait.max.ms": 50,
             }
         )
@@ -143,7 +147,10 @@ class KafkaRecordSource:
             consumer.assign([TopicPartition(self.topic, r.partition, r.start) for r in wanted.values()])
             last_progress = time.monotonic()
             while wanted:
-                messages = consumer.consume(num_messages=batch_size, timeout=0.5)
+                # Ask for no more than what is left: `consume` waits for the full count until its
+                # timeout, so asking for more would stall every range's last batch.
+                remaining = int(sum(ends[p] - nexts[p] for p in wanted))
+                messages = consumer.consume(num_messages=max(1, min(batch_size, remaining)), timeout=0.5)
                 if not messages:
                     self._finish_passed_partitions(consumer, wanted, ends)
                     if wanted and time.monotonic() - last_progress > 6 * self.timeout_s:
@@ -153,13 +160,15 @@ class KafkaRecordSource:
                         )
                     continue
                 last_progress = time.monotonic()
-                batch = self._columns(messages, wanted, ends)
+                batch = self._columns(messages, wanted, ends, nexts)
                 if batch is not None:
                     yield batch
         finally:
             consumer.close()
 
-    def _columns(self, messages: list[Message], wanted: dict[int, PartitionRange], ends: np.ndarray) -> RecordBatch | None:
+    def _columns(
+        self, messages: list[Message], wanted: dict[int, PartitionRange], ends: np.ndarray, nexts: np.ndarray
+    ) -> RecordBatch | None:
         if any(map(Message.error, messages)):
             message = next(m for m in messages if m.error() is not None)
             self._raise_read_error(message.error(), message, wanted)
@@ -170,6 +179,7 @@ class KafkaRecordSource:
         keep = (partitions < len(ends)) & (offsets < limit)
         highest = np.full(len(ends), -1, dtype=np.int64)
         np.maximum.at(highest, partitions[partitions < len(ends)], offsets[partitions < len(ends)])
+        np.maximum(nexts, highest + 1, out=nexts)
         for partition in [p for p in wanted if highest[p] >= ends[p] - 1]:
             self._complete(partition, wanted, ends)
         if not keep.all():  # late records past a range's end (or of a finished partition)

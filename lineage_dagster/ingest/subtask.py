@@ -6,9 +6,12 @@ offset and keys are deterministic, so a retry rewrites identical bytes to identi
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
+import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -97,6 +100,32 @@ def _add_batch(batch: RecordBatch, topic: str, checkpoint_id: int, max_record_by
         rows.bad_counts += np.bincount(batch.partitions[bad], minlength=rows.partitions)
 
 
+_gc_pause_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = True
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Reading creates about a million short-lived, acyclic objects a second (Kafka messages,
+    payloads). Reference counting frees them, but the cyclic collector also walks every live
+    object of the process each time, and in a Dagster run process that doubled the CPU cost of
+    reading. Paused for the read only; overlapping pauses (threads) are counted."""
+    global _gc_pauses, _gc_was_enabled
+    with _gc_pause_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_pause_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def parquet_bytes(frame: pl.DataFrame) -> bytes:
     """zstd level 1: about half the size of snappy at a fraction of zstd's default cost."""
     out = io.BytesIO()
@@ -119,8 +148,17 @@ def _write_file(
 
 
 def _ordered(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    """Batches interleave partitions; sorting makes the file a function of the plan alone."""
-    return pl.concat(frames, how="vertical").sort("kafka_partition", "kafka_offset")
+    """Rows by partition, then offset: the file is then a function of the plan alone.
+
+    Kafka delivers each partition in offset order, so a stable sort by partition is enough and
+    3x cheaper than sorting by both; the offsets are checked and fully sorted if ever not so.
+    """
+    frame = pl.concat(frames, how="vertical", rechunk=False).sort("kafka_partition", maintain_order=True)
+    partitions = frame["kafka_partition"].to_numpy()
+    offsets = frame["kafka_offset"].to_numpy()
+    if not (np.diff(offsets)[np.diff(partitions) == 0] > 0).all():
+        frame = frame.sort("kafka_partition", "kafka_offset")
+    return frame
 
 
 def write_subtask_files(
@@ -135,8 +173,9 @@ def write_subtask_files(
 ) -> SubtaskFiles:
     ranges = sorted(plan.ranges_for_subtask(subtask))
     rows = _SubtaskRows(partitions=max((r.partition for r in ranges), default=0) + 1)
-    for batch in source.read_ranges(ranges):
-        _add_batch(batch, plan.topic, plan.checkpoint_id, max_record_bytes, rows)
+    with _cyclic_gc_paused():
+        for batch in source.read_ranges(ranges):
+            _add_batch(batch, plan.topic, plan.checkpoint_id, max_record_bytes, rows)
     files: list[WrittenFile] = []
     good_slices = [FileSlice(r.partition, r.start, r.end, int(rows.good_counts[r.partition])) for r in ranges]
     good_slices = [s for s in good_slices if s.record_count]

@@ -56,3 +56,22 @@ def test_invalid_utf8_is_caught_in_bulk():
     assert decoded.uuids.to_list() == ["abc", "xyz"]
     assert list(decoded.errors) == [1]
     assert np.array_equal(decoded.indexes, [0, 2])
+
+
+def test_fixed_layout_agrees_with_per_record_on_damaged_bytes():
+    """Same-size payloads take the 2-D path; one damaged byte per batch exercises each of its checks."""
+    rng = random.Random(11)
+    for timestamp in (0, 1_764_000_000_000, -1, 2**55, -(2**62), 2**63 - 1):  # varints of 1 to 10 bytes
+        assert_same_as_per_record([encode_event(f"{i:036d}", timestamp - i % 2) for i in range(50)])
+        for _ in range(100):
+            values = [bytearray(encode_event(f"{i:036d}", timestamp)) for i in range(5)]
+            damaged = rng.choice(values)
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+            assert_same_as_per_record([bytes(v) for v in values])
+
+
+def test_nulls_and_empty_payloads_are_errors_not_rows():
+    values = [None, b"", encode_event("a", 5), None]
+    decoded = decode_batch(values, 1000)
+    assert decoded.indexes.tolist() == [2]
+    assert sorted(decoded.errors) == [0, 1, 3]

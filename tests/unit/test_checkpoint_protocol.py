@@ -1,10 +1,14 @@
 """The whole plan -> write -> log -> commit protocol on in-memory fakes, including retries."""
 
+import gc
+import random
 from datetime import UTC, datetime
 
+import numpy as np
 import polars as pl
 import pytest
 
+from lineage_dagster.clients.kafka import RecordBatch
 from lineage_dagster.ingest.subtask import write_subtask_files
 from lineage_dagster.ledger.commit_log import CSV_COLUMNS, parse_csv
 from lineage_dagster.ledger.paths import S3Location, marker_key, subtask_log_key
@@ -105,6 +109,49 @@ def test_retry_reuses_stored_plan_and_writes_identical_bytes():
     assert find_last_committed(store, LOG, None).run_id == "retry"
 
 
+class ShuffledTopic:
+    """The same records as `topic`, delivered in random batches and random order."""
+
+    def __init__(self, topic: InMemoryTopic, seed: int) -> None:
+        self.topic, self.rng = topic, random.Random(seed)
+
+    def read_ranges(self, ranges):
+        records = [
+            (int(p), int(o), v, m)
+            for batch in self.topic.read_ranges(ranges)
+            for p, o, v, m in zip(batch.partitions, batch.offsets, batch.values, batch.messages, strict=True)
+        ]
+        self.rng.shuffle(records)
+        while records:
+            size = self.rng.randint(1, 40)
+            chunk, records = records[:size], records[size:]
+            yield RecordBatch(
+                partitions=np.array([r[0] for r in chunk], dtype=np.int32),
+                offsets=np.array([r[1] for r in chunk], dtype=np.int64),
+                values=[r[2] for r in chunk],
+                messages=[r[3] for r in chunk],
+            )
+
+
+def test_file_bytes_do_not_depend_on_how_records_arrive():
+    topic = InMemoryTopic(4)
+    topic.fill(60)
+    plan = planner(topic, "run")(1, {})
+
+    def written(source) -> dict:
+        store = InMemoryObjectStore()
+        for k in range(2):
+            write_subtask_files(
+                plan=plan, subtask=k, source=source, store=store, output=OUTPUT, dropped=DROPPED, max_record_bytes=1000
+            )
+        return store.objects
+
+    in_order = written(topic)
+    assert len(in_order) == 2
+    for seed in range(5):
+        assert written(ShuffledTopic(topic, seed)) == in_order
+
+
 def test_zombie_cannot_commit_after_the_winner():
     store, topic = InMemoryObjectStore(), InMemoryTopic(2)
     topic.fill(5)
@@ -167,3 +214,44 @@ def test_verify_reports_a_missing_file_and_an_orphan():
     assert not report.ok
     assert any("part-00000001-1.parquet is listed but does not exist" in v for v in report.violations)
     assert any("stray.parquet is in the lake but in no committed checkpoint" in v for v in report.violations)
+
+
+def test_garbage_collection_is_paused_while_reading_and_restored_after():
+    topic = InMemoryTopic(2)
+    topic.fill(10)
+    plan = planner(topic, "run")(1, {})
+    seen = []
+
+    class Watching:
+        def read_ranges(self, ranges):
+            seen.append(gc.isenabled())
+            yield from topic.read_ranges(ranges)
+
+    assert gc.isenabled()
+    write_subtask_files(
+        plan=plan,
+        subtask=0,
+        source=Watching(),
+        store=InMemoryObjectStore(),
+        output=OUTPUT,
+        dropped=DROPPED,
+        max_record_bytes=1000,
+    )
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(RuntimeError):
+        write_subtask_files(
+            plan=plan,
+            subtask=0,
+            source=Failing(),
+            store=InMemoryObjectStore(),
+            output=OUTPUT,
+            dropped=DROPPED,
+            max_record_bytes=1000,
+        )
+    assert gc.isenabled()
+
+
+class Failing:
+    def read_ranges(self, ranges):
+        raise RuntimeError("broker gone")
+        yield
