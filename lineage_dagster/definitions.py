@@ -1,18 +1,18 @@
-"""The Dagster code location: assembles assets, job, schedule and resources from settings."""
+"""The Dagster code location: assembles assets, job, schedule, sensor and resources from settings."""
 
 from dagster import Definitions
 
-from lineage_dagster.assets import build_checkpoint_assets, checkpoint_invariants
+from lineage_dagster.assets import build_checkpoint_assets
 from lineage_dagster.resources import build_resources
-from lineage_dagster.sensors import build_checkpoint_job, checkpoint_schedule
+from lineage_dagster.sensors import build_checkpoint_job, catch_up_sensor, checkpoint_schedule
 from lineage_dagster.settings import load_settings
 
 settings = load_settings()
 
 defs = Definitions(
     assets=build_checkpoint_assets(settings.parallelism),
-    asset_checks=[checkpoint_invariants],
     jobs=[build_checkpoint_job()],
     schedules=[checkpoint_schedule],
+    sensors=[catch_up_sensor],
     resources=build_resources(settings),
 )

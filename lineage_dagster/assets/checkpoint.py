@@ -33,7 +33,7 @@ from dagster import (
 )
 
 from lineage_dagster import faults
-from lineage_dagster.ingest.subtask import write_subtask_files
+from lineage_dagster.assets.checks import CHECKS, check_output_name, evaluate_invariants, invariant_check_specs
 from lineage_dagster.ledger.commit_log import SubtaskFiles
 from lineage_dagster.ledger.paths import S3Location, hour_start
 from lineage_dagster.ledger.plan import CheckpointPlan, plan_checkpoint
@@ -115,8 +115,10 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
     @op(
         name="plan_checkpoint",
         ins={"lineage_input": In(Nothing)},
-        out={"plan": Out(CheckpointPlan), "checkpoint_plan": Out(Nothing)},
-        description="Fixes checkpoint N's offset ranges and stores them in S3 (chk-N/_plan.json) before any data.",
+        # Optional: with no new records nothing is planned and the rest of the run is skipped.
+        out={"plan": Out(CheckpointPlan, is_required=False), "checkpoint_plan": Out(Nothing, is_required=False)},
+        description="Fixes checkpoint N's offset ranges and stores them in S3 (chk-N/_plan.json) before any data; "
+        "with no new records, plans nothing and the run ends.",
     )
     def plan_op(context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource):  # noqa: ANN202 - yields outputs
         store = lake.store()
@@ -141,6 +143,12 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
         hint = last_committed_hint(context.instance, lake.commit_log, kafka.topic)
         resolved = resolve_plan(store, lake.commit_log, hint, make_plan)
         plan = resolved.plan
+        if resolved.nothing_new:
+            context.log.info(
+                f"checkpoint_id={plan.checkpoint_id} not planned: no new records in topic {plan.topic!r} since "
+                f"checkpoint {plan.checkpoint_id - 1}; nothing to commit"
+            )
+            return
         context.instance.add_run_tags(context.run_id, {CHECKPOINT_TAG: str(plan.checkpoint_id)})
         if plan.parallelism != parallelism:
             raise RuntimeError(
@@ -192,6 +200,9 @@ def _subtask_op(subtask: int):  # noqa: ANN202 - a Dagster op definition
         store = lake.store()
         fence(store, lake.commit_log, plan.checkpoint_id, _own_run_ids(context))
         started = time.monotonic()
+        # Imported here: it brings polars, pyarrow and numpy, which a run with nothing new never needs.
+        from lineage_dagster.ingest.subtask import write_subtask_files
+
         files = write_subtask_files(
             plan=plan,
             subtask=subtask,
@@ -226,8 +237,13 @@ def _events_metadata(files: list[SubtaskFiles]) -> dict[str, object]:
 
 @op(
     ins={"plan": In(CheckpointPlan), "subtask_files": In(list[SubtaskFiles])},
-    out={"enriched_events": Out(Nothing), "write_ahead_commit_log": Out(Nothing)},
-    description="Writes chk-N/subtask-K.csv per subtask, then the commit marker chk-N/_committed.json.",
+    out={
+        "enriched_events": Out(Nothing),
+        "write_ahead_commit_log": Out(Nothing),
+        **{check_output_name(COMMIT_LOG_KEY, name): Out(Nothing) for name in CHECKS},
+    },
+    description="Writes chk-N/subtask-K.csv per subtask, then the commit marker chk-N/_committed.json, "
+    "then checks the committed checkpoint's invariants from what S3 holds.",
 )
 def commit_checkpoint_log(  # noqa: ANN201 - yields outputs
     context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource, plan: CheckpointPlan, subtask_files: list[SubtaskFiles]
@@ -269,6 +285,12 @@ def commit_checkpoint_log(  # noqa: ANN201 - yields outputs
             "duration_s": round((marker.committed_at_ms - plan.planned_at_ms) / 1000, 3),
         },
     )
+    for result in evaluate_invariants(lake.store(), lake.commit_log, plan.checkpoint_id, COMMIT_LOG_KEY):
+        if not result.passed:
+            context.log.error(
+                f"checkpoint_id={plan.checkpoint_id} check {result.check_name} failed: {result.metadata['violations'].value}"
+            )
+        yield result
 
 
 def build_checkpoint_assets(parallelism: int) -> list:
@@ -279,25 +301,30 @@ def build_checkpoint_assets(parallelism: int) -> list:
     @graph_multi_asset(
         name="checkpoint",
         partitions_def=HOURLY,
+        check_specs=invariant_check_specs(COMMIT_LOG_KEY),
         ins={"lineage_input": AssetIn(key=SOURCE_KEY, dagster_type=Nothing)},
         outs={
             "checkpoint_plan": AssetOut(
-                dagster_type=Nothing, description="Checkpoint N's offset ranges, fixed in chk-N/_plan.json before any data."
+                dagster_type=Nothing,
+                is_required=False,
+                description="Checkpoint N's offset ranges, fixed in chk-N/_plan.json before any data.",
             ),
             "enriched_events": AssetOut(
                 dagster_type=Nothing,
+                is_required=False,
                 description="Kafka records enriched with topic, partition, offset and checkpoint id, as Parquet in "
                 "OUTPUT_PATH/year=/month=/day=/hour=; undecodable records go to DROPPED_PATH.",
             ),
             "write_ahead_commit_log": AssetOut(
                 dagster_type=Nothing,
+                is_required=False,
                 description="chk-N/subtask-K.csv per subtask and the commit marker chk-N/_committed.json.",
             ),
         },
     )
     def checkpoint(lineage_input):  # noqa: ANN001, ANN202 - Dagster graph composition
         plan, plan_record = plan_op(lineage_input)
-        events_record, commit_record = commit_checkpoint_log(plan, [write(plan) for write in subtask_ops])
-        return {"checkpoint_plan": plan_record, "enriched_events": events_record, "write_ahead_commit_log": commit_record}
+        committed = commit_checkpoint_log(plan, [write(plan) for write in subtask_ops])
+        return {"checkpoint_plan": plan_record, **committed._asdict()}
 
     return [lineage_input, checkpoint]

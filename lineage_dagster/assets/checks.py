@@ -1,21 +1,16 @@
-"""Asset checks run after every checkpoint's commit: the invariants of that one checkpoint."""
+"""The invariants of one checkpoint, as Dagster asset checks on `write_ahead_commit_log`.
 
-from collections.abc import Iterator
+The commit step evaluates them right after the marker exists, reading everything back from S3, so
+they verify what was stored rather than what the step meant to store. They are declared on the
+checkpoint asset instead of as a separate check step: one step fewer per run, and no lookup over
+every hourly partition when a run has none (CLI runs), which cost ~0.5 s per run.
+"""
 
-from dagster import (
-    AssetCheckExecutionContext,
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
-    MetadataValue,
-    multi_asset_check,
-)
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
-from lineage_dagster.assets.checkpoint import CHECKPOINT_TAG, COMMIT_LOG_KEY
-from lineage_dagster.ledger.paths import split_uri
+from lineage_dagster.ledger.paths import S3Location, split_uri
 from lineage_dagster.ledger.protocol import read_marker
-from lineage_dagster.ledger.verify import check_checkpoint
-from lineage_dagster.resources.lake import LakeResource
+from lineage_dagster.ledger.store import ObjectStore
 
 CHECKS = {
     "offsets_contiguous": "Checkpoint N starts, per partition, exactly where checkpoint N-1 ended.",
@@ -24,29 +19,29 @@ CHECKS = {
 }
 
 
-@multi_asset_check(specs=[AssetCheckSpec(name, asset=COMMIT_LOG_KEY, description=text) for name, text in CHECKS.items()])
-def checkpoint_invariants(context: AssetCheckExecutionContext, lake: LakeResource) -> Iterator[AssetCheckResult]:
-    # The plan step tagged the run after it started: read the stored run, not the cached one.
-    run = context.instance.get_run_by_id(context.run.run_id)
-    checkpoint_id = int(run.tags[CHECKPOINT_TAG]) if run and CHECKPOINT_TAG in run.tags else 0
-    store = lake.store()
-    marker = read_marker(store, lake.commit_log, checkpoint_id)
+def invariant_check_specs(asset: AssetKey) -> list[AssetCheckSpec]:
+    return [AssetCheckSpec(name, asset=asset, description=text) for name, text in CHECKS.items()]
+
+
+def check_output_name(asset: AssetKey, check: str) -> str:
+    """The op output Dagster maps a check of a graph-backed asset to."""
+    return AssetCheckSpec(check, asset=asset).get_python_identifier()
+
+
+def evaluate_invariants(
+    store: ObjectStore, commit_log: S3Location, checkpoint_id: int, asset: AssetKey
+) -> list[AssetCheckResult]:
+    from lineage_dagster.ledger.verify import check_checkpoint  # polars: imported only once a checkpoint commits
+
+    marker = read_marker(store, commit_log, checkpoint_id)
     if marker is None:
-        raise RuntimeError(f"checkpoint_id={checkpoint_id} has no commit marker; the commit step did not commit it")
-    previous = read_marker(store, lake.commit_log, checkpoint_id - 1) if checkpoint_id > 1 else None
-    found, _ = check_checkpoint(
-        store, lake.commit_log, marker, previous, lambda uri: store.size(*split_uri(uri)), count_rows=True
-    )
-    for name, violations in (
-        ("offsets_contiguous", found.contiguity),
-        ("files_exist", found.files),
-        ("row_counts_match", found.counts),
-    ):
-        if violations:
-            context.log.error(f"checkpoint_id={checkpoint_id} check {name} failed: {violations}")
-        yield AssetCheckResult(
+        raise RuntimeError(f"checkpoint_id={checkpoint_id} has no commit marker in {commit_log}")
+    previous = read_marker(store, commit_log, checkpoint_id - 1) if checkpoint_id > 1 else None
+    found, _ = check_checkpoint(store, commit_log, marker, previous, lambda uri: store.size(*split_uri(uri)), count_rows=True)
+    return [
+        AssetCheckResult(
             check_name=name,
-            asset_key=COMMIT_LOG_KEY,
+            asset_key=asset,
             passed=not violations,
             severity=AssetCheckSeverity.ERROR,
             metadata={
@@ -54,3 +49,9 @@ def checkpoint_invariants(context: AssetCheckExecutionContext, lake: LakeResourc
                 "violations": MetadataValue.md("\n".join(f"- {v}" for v in violations) or "none"),
             },
         )
+        for name, violations in (
+            ("offsets_contiguous", found.contiguity),
+            ("files_exist", found.files),
+            ("row_counts_match", found.counts),
+        )
+    ]

@@ -23,6 +23,18 @@ _TRANSIENT = {
 }
 
 
+# Prefetch is bounded (on a backlog it fills with records past the range): at most ~200k records
+# or 64 MiB queued. Fetching resumes 10 ms after the queue drains rather than librdkafka's default
+# second, which stalled large ranges.
+RANGE_READ_TUNING: dict[str, int] = {
+    "queued.min.messages": 200_000,
+    "queued.max.messages.kbytes": 65536,
+    "fetch.queue.backoff.ms": 10,
+    "fetch.max.bytes": 16 * 1024 * 1024,
+    "fetch.wait.max.ms": 50,
+}
+
+
 class KafkaAccessError(RuntimeError):
     """Kafka could not be reached or the topic is unusable; the message names the setting to fix."""
 
@@ -131,18 +143,7 @@ class KafkaRecordSource:
         nexts = np.zeros(size, dtype=np.int64)  # next offset expected per partition
         for r in wanted.values():
             ends[r.partition], nexts[r.partition] = r.end, r.start
-        consumer = self._consumer(
-            **{
-                # Prefetch is bounded (on a backlog it fills with records past the range): at most
-                # ~200k records or 64 MiB queued. Fetching resumes 10 ms after the queue drains
-                # rather than librdkafka's default second, which would stall a large range.
-                "queued.min.messages": 200_000,
-                "queued.max.messages.kbytes": 65536,
-                "fetch.queue.backoff.ms": 10,
-                "fetch.max.bytes": 16 * 1024 * 1024,
-                "fetch.wait.max.ms": 50,
-            }
-        )
+        consumer = self._consumer(**RANGE_READ_TUNING)
         try:
             consumer.assign([TopicPartition(self.topic, r.partition, r.start) for r in wanted.values()])
             last_progress = time.monotonic()

@@ -86,6 +86,11 @@ def share_records(available: Mapping[int, int], max_records: int) -> dict[int, i
     return shares
 
 
+def backlog(committed_ends: Mapping[int, int], watermarks: Mapping[int, tuple[int, int]]) -> int:
+    """Records waiting in Kafka past the committed end offsets (a new partition from its earliest)."""
+    return sum(max(high - max(committed_ends.get(p, low), low), 0) for p, (low, high) in watermarks.items())
+
+
 def plan_checkpoint(
     *,
     checkpoint_id: int,

@@ -89,6 +89,11 @@ class ResolvedPlan:
     reused: bool
     previous: CommitMarker | None
 
+    @property
+    def nothing_new(self) -> bool:
+        """A fresh plan with no records and no lost offsets: it is not stored, nothing is committed."""
+        return not self.reused and self.plan.record_count == 0 and not self.plan.lost
+
 
 def resolve_plan(
     store: ObjectStore,
@@ -99,14 +104,17 @@ def resolve_plan(
     """Checkpoint N = last committed + 1; finish its stored plan if one exists, else plan it now.
 
     The new plan is created with `If-None-Match: *`; if another run planned N first, its plan wins.
+    A new plan with nothing in it is not stored: an idle topic leaves no empty checkpoints behind.
+    A stored plan is always finished, even an empty one, since its ranges can never change.
     """
     previous, stored = find_pending_plan(store, log, hint)
     checkpoint_id = (previous.checkpoint_id if previous else 0) + 1
     if stored is not None:
         return ResolvedPlan(stored, reused=True, previous=previous)
     plan = make_plan(checkpoint_id, previous.end_offsets() if previous else {})
-    if store.put_if_absent(log.bucket, plan_key(log, checkpoint_id), plan.to_json()):
-        return ResolvedPlan(plan, reused=False, previous=previous)
+    fresh = ResolvedPlan(plan, reused=False, previous=previous)
+    if fresh.nothing_new or store.put_if_absent(log.bucket, plan_key(log, checkpoint_id), plan.to_json()):
+        return fresh
     stored = read_plan(store, log, checkpoint_id)
     if stored is None:
         raise LedgerError(f"plan of checkpoint {checkpoint_id} was refused as existing but cannot be read")

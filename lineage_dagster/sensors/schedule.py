@@ -1,21 +1,27 @@
-"""The 60-second checkpoint schedule: one run per tick, never two checkpoints in flight."""
+"""When checkpoints run: every minute by the schedule, earlier by the catch-up sensor when a large
+backlog waits; never two checkpoints in flight."""
 
 from datetime import UTC, datetime
 
 from dagster import (
     AssetSelection,
+    DagsterInstance,
     DagsterRunStatus,
     DefaultScheduleStatus,
+    DefaultSensorStatus,
     RunRequest,
     RunsFilter,
     ScheduleEvaluationContext,
+    SensorEvaluationContext,
     SkipReason,
     define_asset_job,
     in_process_executor,
     schedule,
+    sensor,
 )
 
 from lineage_dagster.assets.checkpoint import CHECKPOINT_ASSET_KEYS, CHECKPOINT_TAG, HOURLY, last_committed_hint
+from lineage_dagster.ledger.plan import backlog
 from lineage_dagster.ledger.protocol import find_pending_plan
 from lineage_dagster.resources.kafka import KafkaResource
 from lineage_dagster.resources.lake import LakeResource
@@ -42,6 +48,32 @@ def build_checkpoint_job():  # noqa: ANN201 - an unresolved asset job
     )
 
 
+def _next_checkpoint(
+    instance: DagsterInstance, kafka: KafkaResource, lake: LakeResource, now: datetime, *, min_backlog: int = 0
+) -> RunRequest | SkipReason:
+    """A run for the next checkpoint, unless one is in flight or, when catching up (`min_backlog`),
+    fewer records than that wait. An unfinished plan is finished under the hour it was planned in;
+    catching up leaves it to the run's retry or the schedule, so a retry never races a second run."""
+    in_flight = instance.get_run_records(RunsFilter(job_name=CHECKPOINT_JOB_NAME, statuses=IN_FLIGHT), limit=1)
+    if in_flight:
+        run = in_flight[0].dagster_run
+        return SkipReason(f"run {run.run_id} (checkpoint {run.tags.get(CHECKPOINT_TAG, '?')}) is still in flight")
+    hour = now.astimezone(UTC)
+    hint = last_committed_hint(instance, lake.commit_log, kafka.topic)
+    previous, pending = find_pending_plan(lake.store(), lake.commit_log, hint)
+    if pending is not None and min_backlog:
+        return SkipReason(
+            f"checkpoint {pending.checkpoint_id} is planned but not committed; its retry or the schedule finishes it"
+        )
+    if pending is not None:
+        hour = pending.hour
+    elif min_backlog:
+        waiting = backlog(previous.end_offsets() if previous else {}, kafka.record_source().watermarks())
+        if waiting < min_backlog:
+            return SkipReason(f"{waiting} records wait in Kafka, fewer than {min_backlog}; the schedule takes them")
+    return RunRequest(partition_key=HOURLY.get_partition_key_for_timestamp(hour.timestamp()))
+
+
 @schedule(
     cron_schedule="* * * * *",
     job_name=CHECKPOINT_JOB_NAME,
@@ -50,16 +82,17 @@ def build_checkpoint_job():  # noqa: ANN201 - an unresolved asset job
     description="Launches one checkpoint a minute; skips while one is queued or running.",
 )
 def checkpoint_schedule(context: ScheduleEvaluationContext, kafka: KafkaResource, lake: LakeResource) -> RunRequest | SkipReason:
-    in_flight = context.instance.get_run_records(RunsFilter(job_name=CHECKPOINT_JOB_NAME, statuses=IN_FLIGHT), limit=1)
-    if in_flight:
-        run = in_flight[0].dagster_run
-        return SkipReason(f"run {run.run_id} (checkpoint {run.tags.get(CHECKPOINT_TAG, '?')}) is still in flight")
-    tick = context.scheduled_execution_time or datetime.now(UTC)
-    hour = tick.astimezone(UTC)
-    # An unfinished plan is finished first, under the hour it was planned in.
-    store = lake.store()
-    hint = last_committed_hint(context.instance, lake.commit_log, kafka.topic)
-    _, pending = find_pending_plan(store, lake.commit_log, hint)
-    if pending is not None:
-        hour = pending.hour
-    return RunRequest(partition_key=HOURLY.get_partition_key_for_timestamp(hour.timestamp()))
+    return _next_checkpoint(context.instance, kafka, lake, context.scheduled_execution_time or datetime.now(UTC))
+
+
+@sensor(
+    job_name=CHECKPOINT_JOB_NAME,
+    minimum_interval_seconds=5,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Launches a checkpoint before the next minute when at least half of MAX_RECORDS_PER_CHECKPOINT "
+    "waits in Kafka and none is in flight, so a busy topic is drained back to back.",
+)
+def catch_up_sensor(context: SensorEvaluationContext, kafka: KafkaResource, lake: LakeResource) -> RunRequest | SkipReason:
+    return _next_checkpoint(
+        context.instance, kafka, lake, datetime.now(UTC), min_backlog=max(lake.max_records_per_checkpoint // 2, 1)
+    )

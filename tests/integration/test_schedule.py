@@ -1,14 +1,16 @@
-"""The schedule's decision against the real S3 ledger: an unfinished plan is finished first,
-under the hour it was planned in."""
+"""The schedule's and the catch-up sensor's decisions against the real Kafka and S3 ledger: an
+unfinished plan is finished first, under the hour it was planned in; the sensor launches early only
+for a large backlog."""
 
+import dataclasses
 from datetime import UTC, datetime
 
-from dagster import RunRequest, build_schedule_context, instance_for_test
+from dagster import RunRequest, SkipReason, build_schedule_context, build_sensor_context, instance_for_test
 
 from lineage_dagster.ledger.paths import plan_key
 from lineage_dagster.ledger.plan import CheckpointPlan, PartitionRange
 from lineage_dagster.resources import build_resources
-from lineage_dagster.sensors import checkpoint_schedule
+from lineage_dagster.sensors import catch_up_sensor, checkpoint_schedule
 
 
 def evaluate(lake, tick):
@@ -24,13 +26,8 @@ def evaluate(lake, tick):
         return checkpoint_schedule(context)
 
 
-def test_tick_hour_is_the_partition_without_a_pending_plan(lake):
-    result = evaluate(lake, datetime(2026, 11, 25, 20, 5, tzinfo=UTC))
-    assert isinstance(result, RunRequest)
-    assert result.partition_key == "2026-11-25-20:00"
-
-
-def test_pending_plan_is_finished_under_its_own_hour(lake):
+def store_crashed_plan(lake):
+    """Checkpoint 1 planned (hour 19:00) by a run that died before committing it."""
     plan = CheckpointPlan(
         checkpoint_id=1,
         topic=lake.name,
@@ -42,6 +39,40 @@ def test_pending_plan_is_finished_under_its_own_hour(lake):
     )
     log = lake.settings.commit_log
     assert lake.store.put_if_absent(log.bucket, plan_key(log, 1), plan.to_json())
+
+
+def test_tick_hour_is_the_partition_without_a_pending_plan(lake):
+    result = evaluate(lake, datetime(2026, 11, 25, 20, 5, tzinfo=UTC))
+    assert isinstance(result, RunRequest)
+    assert result.partition_key == "2026-11-25-20:00"
+
+
+def test_pending_plan_is_finished_under_its_own_hour(lake):
+    store_crashed_plan(lake)
     result = evaluate(lake, datetime(2026, 11, 25, 20, 5, tzinfo=UTC))
     assert isinstance(result, RunRequest)
     assert result.partition_key == "2026-11-25-19:00"
+
+
+def evaluate_sensor(lake, max_records):
+    resources = build_resources(dataclasses.replace(lake.settings, max_records_per_checkpoint=max_records))
+    with (
+        instance_for_test() as instance,
+        build_sensor_context(instance=instance, resources={"kafka": resources["kafka"], "lake": resources["lake"]}) as context,
+    ):
+        return catch_up_sensor(context)
+
+
+def test_sensor_launches_early_only_for_half_a_checkpoint_of_backlog(lake):
+    lake.produce(30)
+    waiting = evaluate_sensor(lake, max_records=100)
+    assert isinstance(waiting, SkipReason) and "30 records wait" in waiting.skip_message
+    lake.produce(20)
+    assert isinstance(evaluate_sensor(lake, max_records=100), RunRequest)
+
+
+def test_sensor_leaves_an_unfinished_plan_to_its_retry(lake):
+    lake.produce(200)
+    store_crashed_plan(lake)
+    result = evaluate_sensor(lake, max_records=100)
+    assert isinstance(result, SkipReason) and "checkpoint 1 is planned but not committed" in result.skip_message

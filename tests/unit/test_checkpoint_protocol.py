@@ -255,3 +255,20 @@ class Failing:
     def read_ranges(self, ranges):
         raise RuntimeError("broker gone")
         yield
+
+
+def test_nothing_new_plans_nothing_and_leaves_no_trace():
+    store, topic = InMemoryObjectStore(), InMemoryTopic(2)
+    topic.fill(3)
+    first, files = run_checkpoint(store, topic, "run-1")
+    commit(store, first, files, "run-1")
+    before = dict(store.objects)
+
+    idle = resolve_plan(store, LOG, 1, planner(topic, "run-2"))
+    assert idle.nothing_new and idle.plan.checkpoint_id == 2 and idle.plan.record_count == 0
+    assert store.objects == before
+
+    topic.fill(1)
+    second = resolve_plan(store, LOG, 1, planner(topic, "run-3"))
+    assert not second.nothing_new and second.plan.checkpoint_id == 2 and second.plan.record_count == 2
+    assert set(store.objects) - set(before) == {("flink-data", "write-ahead-commit-log/chk-2/_plan.json")}

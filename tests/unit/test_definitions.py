@@ -5,15 +5,17 @@ from datetime import UTC, datetime
 from dagster import (
     DagsterRun,
     DagsterRunStatus,
+    DefaultSensorStatus,
     Definitions,
     SkipReason,
     build_schedule_context,
+    build_sensor_context,
     instance_for_test,
 )
 
 from lineage_dagster.assets import build_checkpoint_assets
 from lineage_dagster.resources import build_resources
-from lineage_dagster.sensors import build_checkpoint_job, checkpoint_schedule
+from lineage_dagster.sensors import build_checkpoint_job, catch_up_sensor, checkpoint_schedule
 from lineage_dagster.settings import load_settings
 
 
@@ -24,6 +26,7 @@ def test_definitions_module_loads_with_default_settings():
     job = defs.resolve_job_def("checkpoint_job")
     assert job.executor_def.name == "in_process"
     assert defs.resolve_schedule_def("checkpoint_schedule").cron_schedule == "* * * * *"
+    assert defs.resolve_sensor_def("catch_up_sensor").default_status == DefaultSensorStatus.RUNNING
 
 
 def test_one_step_per_subtask():
@@ -55,5 +58,17 @@ def test_schedule_skips_while_a_checkpoint_run_is_in_flight():
     ):
         instance.add_run(DagsterRun(job_name="checkpoint_job", run_id="r-in-flight", status=DagsterRunStatus.STARTED))
         result = checkpoint_schedule(context)
+    assert isinstance(result, SkipReason)
+    assert "r-in-flight" in result.skip_message
+
+
+def test_catch_up_sensor_skips_while_a_checkpoint_run_is_in_flight():
+    resources = build_resources(load_settings({}))
+    with (
+        instance_for_test() as instance,
+        build_sensor_context(instance=instance, resources={"kafka": resources["kafka"], "lake": resources["lake"]}) as context,
+    ):
+        instance.add_run(DagsterRun(job_name="checkpoint_job", run_id="r-in-flight", status=DagsterRunStatus.STARTING))
+        result = catch_up_sensor(context)
     assert isinstance(result, SkipReason)
     assert "r-in-flight" in result.skip_message

@@ -6,6 +6,7 @@ from lineage_dagster.ledger.plan import (
     CheckpointPlan,
     OffsetsLostError,
     PartitionRange,
+    backlog,
     plan_checkpoint,
     share_records,
     subtask_of_partition,
@@ -99,3 +100,10 @@ def test_operator_can_skip_deleted_offsets_and_the_plan_records_them():
 def test_loss_message_names_the_switch():
     with pytest.raises(OffsetsLostError, match="ALLOW_OFFSET_LOSS=true"):
         make_plan({0: 10}, {0: (20, 30)})
+
+
+def test_backlog_counts_records_past_committed_ends():
+    watermarks = {0: (0, 100), 1: (40, 90), 2: (0, 10)}
+    assert backlog({}, watermarks) == 100 + 50 + 10  # never committed: from the earliest offset
+    assert backlog({0: 60, 1: 90, 2: 10}, watermarks) == 40
+    assert backlog({0: 100, 1: 10, 2: 10}, watermarks) == 50  # deleted offsets are not waiting
