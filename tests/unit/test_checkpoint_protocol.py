@@ -1,6 +1,7 @@
 """The whole plan -> write -> log -> commit protocol on in-memory fakes, including retries."""
 
 import gc
+import io
 import random
 from datetime import UTC, datetime
 
@@ -214,6 +215,27 @@ def test_verify_reports_a_missing_file_and_an_orphan():
     assert not report.ok
     assert any("part-00000001-1.parquet is listed but does not exist" in v for v in report.violations)
     assert any("stray.parquet is in the lake but in no committed checkpoint" in v for v in report.violations)
+
+
+def test_deep_verify_finds_a_duplicated_and_a_missing_record():
+    store, topic = InMemoryObjectStore(), InMemoryTopic(2)
+    for run_id in ("r1", "r2"):
+        topic.fill(5)
+        resolved, files = run_checkpoint(store, topic, run_id)
+        commit(store, resolved, files, run_id)
+    assert verify_ledger(store, LOG, [OUTPUT, DROPPED], deep=True).ok
+    key = ("flink-data", "output/year=2026/month=11/day=25/hour=20/part-00000002-0.parquet")
+    frame = pl.read_parquet(store.objects[key])
+    offsets = frame["kafka_offset"].to_list()
+    offsets[0] = 3  # partition 0, offset 3 was committed by checkpoint 1; offset 5 is now missing
+    out = io.BytesIO()
+    frame.with_columns(pl.Series("kafka_offset", offsets)).write_parquet(out)
+    store.objects[key] = out.getvalue()
+    report = verify_ledger(store, LOG, [OUTPUT, DROPPED], deep=True)
+    assert any(
+        "partition 0: committed ranges hold 10 offsets, the files hold 10 rows, 9 distinct" in v for v in report.violations
+    )
+    assert any("partition 0: 1 offsets appear more than once, e.g. [3]" in v for v in report.violations)
 
 
 def test_garbage_collection_is_paused_while_reading_and_restored_after():
