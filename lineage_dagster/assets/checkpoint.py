@@ -1,8 +1,9 @@
 """The checkpoint as Dagster assets: checkpoint_plan -> enriched_events -> write_ahead_commit_log.
 
 One run is one checkpoint. The three assets are one graph (they only make sense together): a plan
-step, one step per subtask and the commit step. Each asset is partitioned by hour,
-mirroring the S3 hour folders; the run's partition is the checkpoint's processing hour.
+step, one step per subtask and the commit step, which also evaluates the asset checks. A run with no
+new records ends after the plan step. Each asset is partitioned by hour, mirroring the S3 hour
+folders; the run's partition is the checkpoint's processing hour.
 
 Steps hand each other the plan and file lists as plain op outputs, not asset inputs, so a run
 without a partition (`dagster job execute`) works and a re-execution reuses its parent's plan.

@@ -387,6 +387,15 @@ class LocalStack:
         except Exception as error:
             if "TOPIC_ALREADY_EXISTS" not in str(error):
                 raise
+        # Created is not yet visible: wait until metadata lists every partition with a leader.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            metadata = admin.list_topics(topic, timeout=10).topics.get(topic)
+            leaders = [p.leader for p in metadata.partitions.values()] if metadata and metadata.error is None else []
+            if len(leaders) == partitions and min(leaders) >= 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"Kafka topic {topic!r} was created but did not become available within 30 s")
 
     # -- whole stack -----------------------------------------------------------------------------
     def up(self) -> dict[str, str]:
