@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from botocore.exceptions import ClientError
+
 from lineage_dagster.local_stack import LocalStack, StackConfig
 
 REPO = Path(__file__).parents[2]
@@ -53,7 +55,12 @@ def test_readme_run_command_lands_files_within_three_minutes(tmp_path):
             time.sleep(3)
             if not stack.status()["seaweedfs"]:
                 continue
-            keys = stack.s3_client().list_objects_v2(Bucket="flink-data").get("Contents", [])
+            try:
+                keys = stack.s3_client().list_objects_v2(Bucket="flink-data").get("Contents", [])
+            except ClientError as error:  # S3 is up before `lineage dev` has created the bucket
+                if error.response["Error"]["Code"] != "NoSuchBucket":
+                    raise
+                continue
             found = {
                 "parquet": [k["Key"] for k in keys if k["Key"].startswith("output/") and k["Key"].endswith(".parquet")],
                 "csv": [k["Key"] for k in keys if k["Key"].startswith("write-ahead-commit-log/") and k["Key"].endswith(".csv")],

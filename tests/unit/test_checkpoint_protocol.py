@@ -50,19 +50,13 @@ def planner(topic: InMemoryTopic, run_id: str, parallelism: int = 2):
 
 def run_checkpoint(store, topic, run_id, hint=None):
     resolved = resolve_plan(store, LOG, hint, planner(topic, run_id))
-    files = [
-        write_subtask_files(
-            plan=resolved.plan,
-            subtask=k,
-            source=topic,
-            store=store,
-            output=OUTPUT,
-            dropped=DROPPED,
-            max_record_bytes=1000,
-        )
-        for k in range(2)
-    ]
-    return resolved, files
+    return resolved, [write_subtask(resolved.plan, k, topic, store) for k in range(2)]
+
+
+def write_subtask(plan, subtask, source, store):
+    return write_subtask_files(
+        plan=plan, subtask=subtask, source=source, store=store, output=OUTPUT, dropped=DROPPED, max_record_bytes=1000
+    )
 
 
 def commit(store, resolved, files, run_id):
@@ -142,9 +136,7 @@ def test_file_bytes_do_not_depend_on_how_records_arrive():
     def written(source) -> dict:
         store = InMemoryObjectStore()
         for k in range(2):
-            write_subtask_files(
-                plan=plan, subtask=k, source=source, store=store, output=OUTPUT, dropped=DROPPED, max_record_bytes=1000
-            )
+            write_subtask(plan, k, source, store)
         return store.objects
 
     in_order = written(topic)
@@ -250,26 +242,10 @@ def test_garbage_collection_is_paused_while_reading_and_restored_after():
             yield from topic.read_ranges(ranges)
 
     assert gc.isenabled()
-    write_subtask_files(
-        plan=plan,
-        subtask=0,
-        source=Watching(),
-        store=InMemoryObjectStore(),
-        output=OUTPUT,
-        dropped=DROPPED,
-        max_record_bytes=1000,
-    )
+    write_subtask(plan, 0, Watching(), InMemoryObjectStore())
     assert seen == [False] and gc.isenabled()
     with pytest.raises(RuntimeError):
-        write_subtask_files(
-            plan=plan,
-            subtask=0,
-            source=Failing(),
-            store=InMemoryObjectStore(),
-            output=OUTPUT,
-            dropped=DROPPED,
-            max_record_bytes=1000,
-        )
+        write_subtask(plan, 0, Failing(), InMemoryObjectStore())
     assert gc.isenabled()
 
 
