@@ -60,6 +60,14 @@ class S3ObjectStore:
                 return None
             raise
 
+    def get_tail(self, bucket: str, key: str, length: int) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{length}")["Body"].read()
+        except ClientError as error:
+            if error.response["Error"]["Code"] in _MISSING:
+                return None
+            raise
+
     def size(self, bucket: str, key: str) -> int | None:
         try:
             return self.client.head_object(Bucket=bucket, Key=key)["ContentLength"]

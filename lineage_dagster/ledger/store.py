@@ -10,6 +10,9 @@ class ObjectStore(Protocol):
     def get(self, bucket: str, key: str) -> bytes | None:
         """The object's bytes, or None if it does not exist."""
 
+    def get_tail(self, bucket: str, key: str, length: int) -> bytes | None:
+        """The object's last `length` bytes (all of it if shorter), or None if it does not exist."""
+
     def put(self, bucket: str, key: str, body: bytes) -> None: ...
 
     def size(self, bucket: str, key: str) -> int | None:
@@ -34,6 +37,10 @@ class InMemoryObjectStore:
 
     def get(self, bucket: str, key: str) -> bytes | None:
         return self.objects.get((bucket, key))
+
+    def get_tail(self, bucket: str, key: str, length: int) -> bytes | None:
+        body = self.objects.get((bucket, key))
+        return None if body is None else body[-length:]
 
     def size(self, bucket: str, key: str) -> int | None:
         body = self.objects.get((bucket, key))

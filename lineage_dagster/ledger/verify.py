@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lineage_dagster.ledger.commit_log import CommitLogRow, CommitMarker, parse_csv
 from lineage_dagster.ledger.paths import S3Location, checkpoint_prefix, split_uri
@@ -71,8 +73,29 @@ def committed_checkpoints(store: ObjectStore, log: S3Location) -> tuple[list[Com
     return markers, uncommitted
 
 
-def parquet_row_count(raw: bytes) -> int:
-    return int(pl.scan_parquet(io.BytesIO(raw)).select(pl.len()).collect().item())
+_PARQUET_MAGIC = b"PAR1"
+
+
+def parquet_row_count(store: ObjectStore, uri: str) -> int | None:
+    """Rows in a Parquet file from its footer alone: one or two ranged reads, never the whole file.
+
+    A file ends with the footer, its 4-byte length and `PAR1`; the footer is re-framed as a tiny
+    Parquet file so pyarrow can parse it. None if the file is missing or not Parquet.
+    """
+    bucket, key = split_uri(uri)
+    tail = store.get_tail(bucket, key, 64 * 1024)
+    if tail is None or len(tail) < 12 or tail[-4:] != _PARQUET_MAGIC:
+        return None
+    footer_length = int.from_bytes(tail[-8:-4], "little")
+    if footer_length + 8 > len(tail):
+        tail = store.get_tail(bucket, key, footer_length + 8) or b""
+        if len(tail) != footer_length + 8:
+            return None
+    footer = _PARQUET_MAGIC + tail[-8 - footer_length :]
+    try:
+        return pq.read_metadata(pa.BufferReader(footer)).num_rows
+    except (pa.ArrowInvalid, OSError):
+        return None
 
 
 def check_checkpoint(
@@ -117,8 +140,9 @@ def check_checkpoint(
             found.files.append(f"chk-{n}: {uri} is listed but does not exist")
         elif actual != logged_size:
             found.files.append(f"chk-{n}: {uri} is {actual} bytes, the log says {logged_size}")
-        elif count_rows and (rows_in_file := parquet_row_count(store.get(*split_uri(uri)) or b"")) != per_file[uri]:
-            found.counts.append(f"chk-{n}: {uri} holds {rows_in_file} rows, the log says {per_file[uri]}")
+        elif count_rows and (rows_in_file := parquet_row_count(store, uri)) != per_file[uri]:
+            held = "is not readable Parquet" if rows_in_file is None else f"holds {rows_in_file} rows"
+            found.counts.append(f"chk-{n}: {uri} {held}, the log says {per_file[uri]}")
     for r in marker.ranges:
         if per_partition.get(r.partition, 0) != r.count:
             found.counts.append(

@@ -31,7 +31,10 @@ def test_three_checkpoints_while_producing(lake, dagster_home):
     more.start()
     for _ in range(3):
         result = run_checkpoint_cli(lake, dagster_home)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-6000:]
+        for check in ("offsets_contiguous", "files_exist", "row_counts_match"):  # read back from S3
+            assert f"Asset check '{check}' on 'write_ahead_commit_log' passed" in output, output[-6000:]
     more.join()
 
     bucket = "flink-data"

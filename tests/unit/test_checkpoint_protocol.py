@@ -22,7 +22,7 @@ from lineage_dagster.ledger.protocol import (
     resolve_plan,
 )
 from lineage_dagster.ledger.store import InMemoryObjectStore
-from lineage_dagster.ledger.verify import verify_ledger
+from lineage_dagster.ledger.verify import parquet_row_count, verify_ledger
 from tests.fakes import InMemoryTopic
 
 OUTPUT = S3Location.parse("s3://flink-data/output")
@@ -270,3 +270,17 @@ def test_nothing_new_plans_nothing_and_leaves_no_trace():
     second = resolve_plan(store, LOG, 1, planner(topic, "run-3"))
     assert not second.nothing_new and second.plan.checkpoint_id == 2 and second.plan.record_count == 2
     assert set(store.objects) - set(before) == {("flink-data", "write-ahead-commit-log/chk-2/_plan.json")}
+
+
+def test_parquet_row_count_reads_only_the_footer():
+    store = InMemoryObjectStore()
+    small, many_groups = io.BytesIO(), io.BytesIO()
+    pl.DataFrame({"x": range(1000)}).write_parquet(small)
+    pl.DataFrame({"x": range(5000), "y": [str(i) for i in range(5000)]}).write_parquet(many_groups, row_group_size=10)
+    assert int.from_bytes(many_groups.getvalue()[-8:-4], "little") > 64 * 1024  # its footer needs a second read
+    for key, body in (("small", small), ("many_groups", many_groups), ("garbage", io.BytesIO(b"not parquet at all"))):
+        store.put("flink-data", key, body.getvalue())
+    assert parquet_row_count(store, "s3://flink-data/small") == 1000
+    assert parquet_row_count(store, "s3://flink-data/many_groups") == 5000
+    assert parquet_row_count(store, "s3://flink-data/garbage") is None
+    assert parquet_row_count(store, "s3://flink-data/missing") is None
