@@ -186,7 +186,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             env=env,
         ),
     ]
-    print(f"Dagster UI: http://127.0.0.1:{args.port}  (schedule checkpoint_schedule is on; Ctrl-C stops)", flush=True)
+    print(f"Dagster UI: http://127.0.0.1:{args.port}  (checkpoint_schedule and catch_up_sensor are on; Ctrl-C stops)", flush=True)
     try:
         while all(child.poll() is None for child in children):
             time.sleep(1)
