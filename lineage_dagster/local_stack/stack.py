@@ -387,15 +387,13 @@ class LocalStack:
         except Exception as error:
             if "TOPIC_ALREADY_EXISTS" not in str(error):
                 raise
-        # Created is not yet visible: wait until metadata lists every partition with a leader.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def every_partition_has_a_leader() -> bool:  # created is not yet visible to clients
             metadata = admin.list_topics(topic, timeout=10).topics.get(topic)
             leaders = [p.leader for p in metadata.partitions.values()] if metadata and metadata.error is None else []
-            if len(leaders) == partitions and min(leaders) >= 0:
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"Kafka topic {topic!r} was created but did not become available within 30 s")
+            return len(leaders) == partitions and min(leaders) >= 0
+
+        _wait_for(f"Kafka topic {topic!r}", every_partition_has_a_leader, 30, self.data_dir / "kafka.log")
 
     # -- whole stack -----------------------------------------------------------------------------
     def up(self) -> dict[str, str]:
