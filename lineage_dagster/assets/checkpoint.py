@@ -251,8 +251,9 @@ def commit_checkpoint_log(  # noqa: ANN201 - yields outputs
 ):
     files = sorted(subtask_files, key=lambda f: f.subtask)
     faults.reach("after_data")
+    store = lake.store()
     marker = commit_checkpoint(
-        lake.store(),
+        store,
         lake.commit_log,
         plan,
         files,
@@ -286,7 +287,7 @@ def commit_checkpoint_log(  # noqa: ANN201 - yields outputs
             "duration_s": round((marker.committed_at_ms - plan.planned_at_ms) / 1000, 3),
         },
     )
-    for result in evaluate_invariants(lake.store(), lake.commit_log, plan.checkpoint_id, COMMIT_LOG_KEY):
+    for result in evaluate_invariants(store, lake.commit_log, plan.checkpoint_id, COMMIT_LOG_KEY):
         if not result.passed:
             context.log.error(
                 f"checkpoint_id={plan.checkpoint_id} check {result.check_name} failed: {result.metadata['violations'].value}"

@@ -61,11 +61,11 @@ def _next_checkpoint(
     hour = now.astimezone(UTC)
     hint = last_committed_hint(instance, lake.commit_log, kafka.topic)
     previous, pending = find_pending_plan(lake.store(), lake.commit_log, hint)
-    if pending is not None and min_backlog:
-        return SkipReason(
-            f"checkpoint {pending.checkpoint_id} is planned but not committed; its retry or the schedule finishes it"
-        )
     if pending is not None:
+        if min_backlog:
+            return SkipReason(
+                f"checkpoint {pending.checkpoint_id} is planned but not committed; its retry or the schedule finishes it"
+            )
         hour = pending.hour
     elif min_backlog:
         waiting = backlog(previous.end_offsets() if previous else {}, kafka.record_source().watermarks())
