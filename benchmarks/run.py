@@ -78,11 +78,18 @@ def checkpoint(env: dict[str, str]) -> tuple[ProcessRun, dict]:
     run = timed_process(
         [str(BIN / "dagster"), "job", "execute", "-m", "lineage_dagster.definitions", "-j", "checkpoint_job"], env
     )
-    instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
-    event = instance.get_latest_materialization_event(AssetKey("write_ahead_commit_log"))
-    metadata_values = {k: v.value for k, v in event.asset_materialization.metadata.items()} if event else {}
-    instance.dispose()
-    return run, metadata_values
+    commits = commit_metadata(Path(env["DAGSTER_HOME"]), limit=1)
+    return run, commits[0] if commits else {}
+
+
+def commit_metadata(home: Path, limit: int = 10_000) -> list[dict]:
+    """Metadata of the newest `limit` commit-log materializations in a Dagster home, newest first."""
+    instance = DagsterInstance.from_config(str(home))
+    try:
+        records = instance.fetch_materializations(AssetKey("write_ahead_commit_log"), limit=limit).records
+        return [{k: v.value for k, v in r.asset_materialization.metadata.items()} for r in records if r.asset_materialization]
+    finally:
+        instance.dispose()
 
 
 def decode_rate(values: list[bytes], batch: int = 100_000) -> float:
@@ -121,17 +128,13 @@ def sustained(stack: LocalStack, data_dir: Path, seconds: int, rate: int) -> lis
             source = KafkaRecordSource({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]}, topic)
             total = sum(high for _, high in source.watermarks().values())
             deadline = time.monotonic() + 300
-            while _committed_records(home) < total and time.monotonic() < deadline:
+            while sum(c["records"] for c in commit_metadata(home)) < total and time.monotonic() < deadline:
                 time.sleep(5)
         finally:
             daemon.send_signal(signal.SIGINT)
             daemon.wait(60)
+    commits = commit_metadata(home)
     instance = DagsterInstance.from_config(str(home))
-    commits = [
-        {k: v.value for k, v in r.asset_materialization.metadata.items()}
-        for r in instance.fetch_materializations(AssetKey("write_ahead_commit_log"), limit=10_000).records
-        if r.asset_materialization
-    ]
     runs = [r for r in instance.get_run_records(RunsFilter(job_name="checkpoint_job")) if r.end_time and r.start_time]
     instance.dispose()
     committed = sum(c["records"] for c in commits)
@@ -153,15 +156,6 @@ def sustained(stack: LocalStack, data_dir: Path, seconds: int, rate: int) -> lis
             f"{worst_lag / cap:.2f}x MAX_RECORDS_PER_CHECKPOINT",
         ),
     ]
-
-
-def _committed_records(home: Path) -> int:
-    instance = DagsterInstance.from_config(str(home))
-    try:
-        records = instance.fetch_materializations(AssetKey("write_ahead_commit_log"), limit=10_000).records
-        return sum(int(r.asset_materialization.metadata["records"].value) for r in records if r.asset_materialization)
-    finally:
-        instance.dispose()
 
 
 def main() -> int:
