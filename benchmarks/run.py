@@ -27,7 +27,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Message, TopicPartition
 from dagster import AssetKey, DagsterInstance, RunsFilter
 
-from lineage_dagster.clients.kafka import RANGE_READ_TUNING, KafkaRecordSource
+from lineage_dagster.clients.kafka import CONSUME_SIZE, RANGE_READ_TUNING, KafkaRecordSource
 from lineage_dagster.generator import produce_events
 from lineage_dagster.ingest.bulk_decode import decode_batch
 from lineage_dagster.local_stack import LocalStack, StackConfig
@@ -57,14 +57,14 @@ def timed_process(args: list[str], env: dict[str, str]) -> ProcessRun:
 
 
 def raw_consume(bootstrap: str, topic: str, partitions: int, total: int) -> tuple[float, list[bytes]]:
-    """The ceiling: one consumer with the pipeline's own fetch tuning, no decode."""
+    """The ceiling: one consumer with the pipeline's own fetch tuning and consume size, no decode."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False, **RANGE_READ_TUNING})
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     values: list[bytes] = []
     seen = 0
     started = time.perf_counter()
     while seen < total:
-        messages = consumer.consume(min(100_000, total - seen), timeout=1)
+        messages = consumer.consume(min(CONSUME_SIZE, total - seen), timeout=1)
         values.extend(map(Message.value, messages))
         sum(map(Message.partition, messages))
         sum(map(Message.offset, messages))

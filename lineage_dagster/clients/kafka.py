@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,11 @@ RANGE_READ_TUNING: dict[str, int] = {
 }
 
 
+# Messages per `consume` call. Small calls are ~30 % cheaper per message than 100k-message ones:
+# each call's Message objects are then still in the CPU cache when their columns are read.
+CONSUME_SIZE = 2000
+
+
 class KafkaAccessError(RuntimeError):
     """Kafka could not be reached or the topic is unusable; the message names the setting to fix."""
 
@@ -51,6 +57,17 @@ class RecordBatch:
     offsets: np.ndarray  # int64
     values: list[bytes | None]
     messages: Sequence[Any]  # each with .key() and .timestamp()
+
+    @classmethod
+    def concat(cls, batches: Sequence[RecordBatch]) -> RecordBatch:
+        if len(batches) == 1:
+            return batches[0]
+        return cls(
+            partitions=np.concatenate([b.partitions for b in batches]),
+            offsets=np.concatenate([b.offsets for b in batches]),
+            values=list(chain.from_iterable(b.values for b in batches)),
+            messages=list(chain.from_iterable(b.messages for b in batches)),
+        )
 
 
 class KafkaRecordSource:
@@ -128,8 +145,25 @@ class KafkaRecordSource:
         finally:
             consumer.close()
 
-    def read_ranges(self, ranges: Sequence[PartitionRange], *, batch_size: int = 100_000) -> Iterator[RecordBatch]:
+    def start_reading(self, ranges: Sequence[PartitionRange]) -> Consumer:
+        """A consumer assigned to the ranges' start offsets. librdkafka fetches ahead in its own
+        threads from here on, so a reader started early finds its first records already queued."""
+        consumer = self._consumer(**RANGE_READ_TUNING)
+        consumer.assign([TopicPartition(self.topic, r.partition, r.start) for r in ranges if r.count > 0])
+        return consumer
+
+    def read_ranges(
+        self,
+        ranges: Sequence[PartitionRange],
+        *,
+        started: Consumer | None = None,
+        batch_size: int = 100_000,
+        consume_size: int = CONSUME_SIZE,
+    ) -> Iterator[RecordBatch]:
         """Yield every record in the ranges, each partition in offset order, then stop.
+
+        Messages are taken from the consumer `consume_size` at a time and turned into columns while
+        they are still in the CPU cache, then yielded in batches of up to `batch_size` records.
 
         Fails loudly if a start offset is gone (retention) rather than skipping to what is left.
         An offset missing inside a range (compaction, transaction markers) is skipped over once the
@@ -137,21 +171,24 @@ class KafkaRecordSource:
         """
         wanted = {r.partition: r for r in ranges if r.count > 0}
         if not wanted:
+            if started is not None:
+                started.close()
             return
         size = max(wanted) + 1
         ends = np.full(size, -1, dtype=np.int64)  # -1: not (or no longer) wanted
         nexts = np.zeros(size, dtype=np.int64)  # next offset expected per partition
         for r in wanted.values():
             ends[r.partition], nexts[r.partition] = r.end, r.start
-        consumer = self._consumer(**RANGE_READ_TUNING)
+        consumer = started or self.start_reading(ranges)
+        pending: list[RecordBatch] = []
+        pending_records = 0
         try:
-            consumer.assign([TopicPartition(self.topic, r.partition, r.start) for r in wanted.values()])
             last_progress = time.monotonic()
             while wanted:
                 # Ask for no more than what is left: `consume` waits for the full count until its
                 # timeout, so asking for more would stall every range's last batch.
                 remaining = int(sum(ends[p] - nexts[p] for p in wanted))
-                messages = consumer.consume(num_messages=max(1, min(batch_size, remaining)), timeout=0.5)
+                messages = consumer.consume(num_messages=max(1, min(consume_size, remaining)), timeout=0.5)
                 if not messages:
                     self._finish_passed_partitions(consumer, wanted, ends)
                     if wanted and time.monotonic() - last_progress > 6 * self.timeout_s:
@@ -161,9 +198,15 @@ class KafkaRecordSource:
                         )
                     continue
                 last_progress = time.monotonic()
-                batch = self._columns(messages, wanted, ends, nexts)
-                if batch is not None:
-                    yield batch
+                chunk = self._columns(messages, wanted, ends, nexts)
+                if chunk is not None:
+                    pending.append(chunk)
+                    pending_records += len(chunk.values)
+                if pending_records >= batch_size:
+                    yield RecordBatch.concat(pending)
+                    pending, pending_records = [], 0
+            if pending:
+                yield RecordBatch.concat(pending)
         finally:
             consumer.close()
 
