@@ -12,6 +12,7 @@ without a partition (`dagster job execute`) works and a re-execution reuses its 
 import importlib
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from dagster import (
@@ -287,6 +288,10 @@ def commit_checkpoint_log(  # noqa: ANN201 - yields outputs
         before_marker=lambda: faults.reach("after_log"),
     )
     faults.reach("after_marker")
+    # The checks read the checkpoint back from S3 while Dagster stores the materializations.
+    checking = ThreadPoolExecutor(1, thread_name_prefix="asset-checks")
+    checks = checking.submit(evaluate_invariants, store, lake.commit_log, plan.checkpoint_id, COMMIT_LOG_KEY)
+    checking.shutdown(wait=False)
     high = kafka.record_source().watermarks()
     lag = sum(high[p][1] - end for p, end in marker.end_offsets().items() if p in high)
     context.log.info(
@@ -311,7 +316,7 @@ def commit_checkpoint_log(  # noqa: ANN201 - yields outputs
             "duration_s": round((marker.committed_at_ms - plan.planned_at_ms) / 1000, 3),
         },
     )
-    for result in evaluate_invariants(store, lake.commit_log, plan.checkpoint_id, COMMIT_LOG_KEY):
+    for result in checks.result():
         if not result.passed:
             context.log.error(
                 f"checkpoint_id={plan.checkpoint_id} check {result.check_name} failed: {result.metadata['violations'].value}"

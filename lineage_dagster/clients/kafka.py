@@ -24,11 +24,12 @@ _TRANSIENT = {
 }
 
 
-# Prefetch is bounded (on a backlog it fills with records past the range): at most ~200k records
-# or 64 MiB queued. Fetching resumes 10 ms after the queue drains rather than librdkafka's default
-# second, which stalled large ranges.
+# Prefetch is bounded (on a backlog it fills with records past the range, and with read-ahead two
+# consumers hold queues at once): at most ~20k records per partition or 64 MiB queued. Fetching
+# resumes 10 ms after the queue drains rather than librdkafka's default second, which stalled
+# large ranges.
 RANGE_READ_TUNING: dict[str, int] = {
-    "queued.min.messages": 200_000,
+    "queued.min.messages": 20_000,
     "queued.max.messages.kbytes": 65536,
     "fetch.queue.backoff.ms": 10,
     "fetch.max.bytes": 16 * 1024 * 1024,
