@@ -107,7 +107,11 @@ def _prepare_subtask(context: OpExecutionContext, kafka: KafkaResource, plan: Ch
         return
     kafka.start_reading(plan.ranges_for_subtask(subtask))
     if subtask == 0:
-        threading.Thread(target=importlib.import_module, args=(SUBTASK_MODULE,), name="preload-subtask").start()
+        threading.Thread(target=_preload_subtask_module, name="preload-subtask").start()
+
+
+def _preload_subtask_module() -> None:
+    importlib.import_module(SUBTASK_MODULE).warm_up()
 
 
 def _own_run_ids(context: OpExecutionContext) -> set[str]:
@@ -174,6 +178,7 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 f"checkpoint_id={plan.checkpoint_id} was planned with PARALLELISM={plan.parallelism} but this code "
                 f"location runs {parallelism} subtasks; finish it with PARALLELISM={plan.parallelism}, then change it"
             )
+        _prepare_subtask(context, kafka, plan, 0)
         if plan.hour != hour:
             context.log.warning(
                 f"checkpoint_id={plan.checkpoint_id} was planned for hour {plan.hour:%Y-%m-%d %H}:00; its files go "
@@ -189,7 +194,6 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
             f"{plan.record_count} records over {sum(1 for r in plan.ranges if r.count)} partitions"
         )
         faults.reach("after_plan")
-        _prepare_subtask(context, kafka, plan, 0)
         yield Output(plan, "plan")
         yield Output(
             None,

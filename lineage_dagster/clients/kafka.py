@@ -40,6 +40,9 @@ RANGE_READ_TUNING: dict[str, int] = {
 # Messages per `consume` call. Small calls are ~30 % cheaper per message than 100k-message ones:
 # each call's Message objects are then still in the CPU cache when their columns are read.
 CONSUME_SIZE = 2000
+# Records per yielded batch (one decode call each): ~10 % cheaper end to end than 100k batches,
+# whose payloads have left the cache by the time they are decoded.
+BATCH_SIZE = 20_000
 
 
 class KafkaAccessError(RuntimeError):
@@ -158,7 +161,7 @@ class KafkaRecordSource:
         ranges: Sequence[PartitionRange],
         *,
         started: Consumer | None = None,
-        batch_size: int = 100_000,
+        batch_size: int = BATCH_SIZE,
         consume_size: int = CONSUME_SIZE,
     ) -> Iterator[RecordBatch]:
         """Yield every record in the ranges, each partition in offset order, then stop.

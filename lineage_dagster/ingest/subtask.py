@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from lineage_dagster.clients.kafka import RecordBatch
+from lineage_dagster.ingest.avro import encode_event
 from lineage_dagster.ingest.bulk_decode import decode_batch
 from lineage_dagster.ledger.commit_log import FileSlice, SubtaskFiles, WrittenFile
 from lineage_dagster.ledger.paths import S3Location, data_file_key
@@ -159,6 +160,13 @@ def _ordered(frames: list[pl.DataFrame]) -> pl.DataFrame:
     if not (np.diff(offsets)[np.diff(partitions) == 0] > 0).all():
         frame = frame.sort("kafka_partition", "kafka_offset")
     return frame
+
+
+def warm_up() -> None:
+    """Decode one record and write it as Parquet, so a fresh process pays polars', pyarrow's and
+    numpy's first-use costs (kernel registries, thread pools) here rather than in its first subtask."""
+    decoded = decode_batch([encode_event("00000000-0000-0000-0000-000000000000", 0)], 1024)
+    parquet_bytes(pl.DataFrame({"uuid": decoded.uuids, "timestamp": decoded.timestamps}).sort("timestamp"))
 
 
 def write_subtask_files(
