@@ -9,6 +9,11 @@ from lineage_dagster.ledger.plan import PartitionRange
 from lineage_dagster.settings import KafkaSecurity
 
 
+def _reads_key(ranges: Sequence[PartitionRange]) -> tuple[PartitionRange, ...]:
+    """The same ranges in any order are the same reads."""
+    return tuple(sorted(ranges))
+
+
 class KafkaResource(ConfigurableResource):
     """The source topic. `sasl_password` should be an EnvVar so it is never stored in run config."""
 
@@ -42,15 +47,15 @@ class KafkaResource(ConfigurableResource):
         With the in-process executor the steps run one after another; a step started this way
         finds its first records already fetched by librdkafka's threads while the step before ran.
         """
-        key = tuple(sorted(ranges))
+        key = _reads_key(ranges)
         if key not in self._started:
             self._started[key] = self.record_source().start_reading(key)
 
     def is_reading(self, ranges: Sequence[PartitionRange]) -> bool:
-        return tuple(sorted(ranges)) in self._started
+        return _reads_key(ranges) in self._started
 
     def read_ranges(self, ranges: Sequence[PartitionRange]) -> Iterator[RecordBatch]:
-        started = self._started.pop(tuple(sorted(ranges)), None)
+        started = self._started.pop(_reads_key(ranges), None)
         return self.record_source().read_ranges(ranges, started=started)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
