@@ -67,6 +67,14 @@ def kafka_cache_dir() -> Path:
     return Path.home() / ".cache" / "lineage-dagster" / f"kafka-{KAFKA_VERSION}"
 
 
+def _service_env() -> dict[str, str]:
+    """The caller's environment without AWS_* variables. SeaweedFS's S3 gateway takes
+    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from its environment as an identity, which replaced
+    this stack's own secret whenever they were set: a user's own AWS credentials, or another
+    stack's `stack.env` sourced in the same shell."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
@@ -229,7 +237,13 @@ class LocalStack:
         log_file = self.data_dir / f"{name}.log"
         with log_file.open("ab") as log:
             process = subprocess.Popen(
-                args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                args,
+                cwd=cwd,
+                env=_service_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self._pid_file(name).write_text(str(process.pid))
         return log_file
