@@ -353,7 +353,7 @@ def main() -> int:
     finally:
         stack.down()
 
-    versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("dagster", "confluent-kafka", "polars", "pyarrow", "numpy"))
+    versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("dagster", "confluent-kafka", "polars", "numpy"))
     print()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; {versions}")
     print(f"| {'figure':<23} | {'measured':<44} | {'target':<28} | {'ratio':<30} |")

@@ -50,7 +50,7 @@ SOURCE_KEY = AssetKey("lineage_input")
 COMMIT_LOG_KEY = AssetKey("write_ahead_commit_log")
 CHECKPOINT_ASSET_KEYS = (AssetKey("checkpoint_plan"), AssetKey("enriched_events"), COMMIT_LOG_KEY)
 CHECKPOINT_TAG = "lineage/checkpoint_id"
-SUBTASK_MODULE = "lineage_dagster.ingest.subtask"  # polars, pyarrow, numpy: loaded only for a run with data
+SUBTASK_MODULE = "lineage_dagster.ingest.subtask"  # polars, numpy: loaded only for a run with data
 
 _RANGES_SCHEMA = TableSchema(
     columns=[
@@ -230,7 +230,7 @@ def _subtask_op(subtask: int):  # noqa: ANN202 - a Dagster op definition
         started = time.monotonic()
         read_ahead = kafka.is_reading(plan.ranges_for_subtask(subtask))
         _prepare_subtask(context, kafka, plan, subtask + 1)
-        # Imported here: it brings polars, pyarrow and numpy, which a run with nothing new never needs.
+        # Imported here: it brings polars and numpy, which a run with nothing new never needs.
         write_subtask_files = importlib.import_module(SUBTASK_MODULE).write_subtask_files
         files = write_subtask_files(
             plan=plan,

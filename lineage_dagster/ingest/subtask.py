@@ -163,8 +163,8 @@ def _ordered(frames: list[pl.DataFrame]) -> pl.DataFrame:
 
 
 def warm_up() -> None:
-    """Decode one record and write it as Parquet, so a fresh process pays polars', pyarrow's and
-    numpy's first-use costs (kernel registries, thread pools) here rather than in its first subtask."""
+    """Decode one record and write it as Parquet, so a fresh process pays polars' and numpy's
+    first-use costs (kernel registries, thread pools) here rather than in its first subtask."""
     decoded = decode_batch([encode_event("00000000-0000-0000-0000-000000000000", 0)], 1024)
     parquet_bytes(pl.DataFrame({"uuid": decoded.uuids, "timestamp": decoded.timestamps}).sort("timestamp"))
 

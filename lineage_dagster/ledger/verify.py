@@ -9,8 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from lineage_dagster.ledger.commit_log import CommitLogRow, CommitMarker, parse_csv
 from lineage_dagster.ledger.paths import S3Location, checkpoint_prefix, split_uri
@@ -80,7 +78,7 @@ def parquet_row_count(store: ObjectStore, uri: str) -> int | None:
     """Rows in a Parquet file from its footer alone: one or two ranged reads, never the whole file.
 
     A file ends with the footer, its 4-byte length and `PAR1`; the footer is re-framed as a tiny
-    Parquet file so pyarrow can parse it. None if the file is missing or not Parquet.
+    Parquet file for Polars to read. None if the file is missing or not Parquet.
     """
     bucket, key = split_uri(uri)
     tail = store.get_tail(bucket, key, 64 * 1024)
@@ -92,9 +90,9 @@ def parquet_row_count(store: ObjectStore, uri: str) -> int | None:
         if len(tail) != footer_length + 8:
             return None
     footer = _PARQUET_MAGIC + tail[-8 - footer_length :]
-    try:
-        return pq.read_metadata(pa.BufferReader(footer)).num_rows
-    except (pa.ArrowInvalid, OSError):
+    try:  # the row count of a scan comes from the footer's metadata; no page is read
+        return int(pl.scan_parquet(io.BytesIO(footer)).select(pl.len()).collect().item())
+    except (pl.exceptions.PolarsError, OSError):
         return None
 
 

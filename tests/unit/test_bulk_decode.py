@@ -75,3 +75,12 @@ def test_nulls_and_empty_payloads_are_errors_not_rows():
     decoded = decode_batch(values, 1000)
     assert decoded.indexes.tolist() == [2]
     assert sorted(decoded.errors) == [0, 1, 3]
+
+
+def test_strings_ending_in_a_nul_byte_keep_it():
+    """A string may end in a NUL byte: the bulk path keeps it (a fixed-width bytes view would not)."""
+    uniform = [encode_event(f"{i:035d}" + ("\x00" if i % 3 == 0 else "x"), 1_764_000_000_000 + i) for i in range(30)]
+    mixed = [encode_event("a" * (i % 7) + "\x00" * (i % 2), i) for i in range(30)]
+    for values in (uniform, mixed):
+        assert_same_as_per_record(values)
+        assert any(u.endswith("\x00") for u in decode_batch(values, 1000).uuids.to_list())

@@ -278,9 +278,12 @@ def test_parquet_row_count_reads_only_the_footer():
     pl.DataFrame({"x": range(1000)}).write_parquet(small)
     pl.DataFrame({"x": range(5000), "y": [str(i) for i in range(5000)]}).write_parquet(many_groups, row_group_size=10)
     assert int.from_bytes(many_groups.getvalue()[-8:-4], "little") > 64 * 1024  # its footer needs a second read
-    for key, body in (("small", small), ("many_groups", many_groups), ("garbage", io.BytesIO(b"not parquet at all"))):
+    corrupt_footer = io.BytesIO(b"x" * 40 + (16).to_bytes(4, "little") + b"PAR1")
+    garbage = io.BytesIO(b"not parquet at all")
+    for key, body in (("small", small), ("many_groups", many_groups), ("garbage", garbage), ("corrupt", corrupt_footer)):
         store.put("flink-data", key, body.getvalue())
     assert parquet_row_count(store, "s3://flink-data/small") == 1000
     assert parquet_row_count(store, "s3://flink-data/many_groups") == 5000
     assert parquet_row_count(store, "s3://flink-data/garbage") is None
+    assert parquet_row_count(store, "s3://flink-data/corrupt") is None
     assert parquet_row_count(store, "s3://flink-data/missing") is None
