@@ -40,7 +40,8 @@ def _unzigzag(zigzag: np.ndarray) -> np.ndarray:
 
 def _payload_column(values: Sequence[bytes | None], payloads: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lengths (-1 for a null), start offsets and the concatenated bytes of the payloads."""
-    lengths = payloads.bin.size().fill_null(-1).to_numpy().astype(np.int64)
+    sizes = payloads.bin.size()
+    lengths = (sizes.fill_null(-1) if payloads.null_count() else sizes).to_numpy().astype(np.int64)
     try:
         data = b"".join(values)  # type: ignore[arg-type]
     except TypeError:  # tombstones (None)
@@ -77,14 +78,27 @@ def _fast_path(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray, max_
     return ok, string_len, _unzigzag(zigzag)
 
 
-def _strings(payloads: pl.Series, rows: np.ndarray, string_len: np.ndarray | int) -> pl.Series | None:
+_INVALID_UTF8 = (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError)
+
+
+def _strings(payloads: pl.Series, rows: np.ndarray, string_len: np.ndarray) -> pl.Series | None:
     """The string field of the given rows (its bytes follow the one-byte length), or None if any
     is not valid UTF-8 (rare: the per-record decoder then finds which)."""
-    selected = payloads if len(rows) == len(payloads) else payloads.gather(rows)
-    length = pl.lit(string_len) if isinstance(string_len, int) else pl.Series(string_len)
     try:
-        return selected.to_frame().select(pl.col("payload").bin.slice(1, length).cast(pl.String).alias("uuid")).to_series()
-    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError):  # invalid UTF-8
+        sliced = payloads.gather(rows).to_frame().select(pl.col("payload").bin.slice(1, pl.Series(string_len)))
+        return sliced.to_series().cast(pl.String).alias("uuid")
+    except _INVALID_UTF8:
+        return None
+
+
+def _fixed_width_strings(matrix: np.ndarray) -> pl.Series | None:
+    """Strings of one width from a (rows, width) byte matrix, as fixed-size arrays turned into
+    bytes (~30 % cheaper than slicing them out of the payloads); None if any is not valid UTF-8."""
+    if matrix.shape[1] == 0:
+        return pl.Series("uuid", [""] * len(matrix), dtype=pl.String)
+    try:
+        return pl.Series("uuid", np.ascontiguousarray(matrix)).arr.to_list().cast(pl.Binary).cast(pl.String)
+    except _INVALID_UTF8:
         return None
 
 
@@ -120,7 +134,7 @@ def _packed_varints(matrix: np.ndarray, first: int, size: int) -> tuple[np.ndarr
 
 def _decode_fixed_layout(buffer: np.ndarray, rows: int, size: int, max_record_bytes: int) -> tuple | None:
     """All records the same size with the same one-byte string length: decode them as a 2-D view.
-    Returns which rows are well-formed, their timestamps and the string length."""
+    Returns which rows are well-formed, their timestamps and their strings' bytes as a matrix."""
     if size < 2 or size > max_record_bytes or len(buffer) != rows * size:
         return None
     matrix = buffer.reshape(rows, size)
@@ -134,7 +148,7 @@ def _decode_fixed_layout(buffer: np.ndarray, rows: int, size: int, max_record_by
         timestamps = _unzigzag(zigzag)
     else:
         ok, timestamps = _varint_columns([matrix[:, 1 + string_len + j] for j in range(ts_len)], np.ones(rows, dtype=np.bool_))
-    return ok, timestamps, string_len
+    return ok, timestamps, matrix[:, 1 : 1 + string_len]
 
 
 def decode_batch(values: Sequence[bytes | None], max_record_bytes: int) -> DecodedBatch:
@@ -144,14 +158,14 @@ def decode_batch(values: Sequence[bytes | None], max_record_bytes: int) -> Decod
     if len(lengths) and lengths[0] >= 0 and (lengths == lengths[0]).all():
         fixed = _decode_fixed_layout(buffer, len(lengths), int(lengths[0]), max_record_bytes)
     if fixed is not None and fixed[0].all():
-        _, timestamps, string_len = fixed
+        _, timestamps, string_bytes = fixed
         fast = np.ones(len(lengths), dtype=np.bool_)
         fast_rows = np.arange(len(lengths))
+        uuids = _fixed_width_strings(string_bytes)
     else:
         fast, string_len, timestamps = _fast_path(buffer, starts, lengths, max_record_bytes)
         fast_rows = np.flatnonzero(fast)
-        string_len = string_len[fast_rows]
-    uuids = _strings(payloads, fast_rows, string_len)
+        uuids = _strings(payloads, fast_rows, string_len[fast_rows])
     if uuids is None:
         fast_rows = np.zeros(0, dtype=np.int64)
         uuids = pl.Series("uuid", [], dtype=pl.String)

@@ -20,6 +20,7 @@ def assert_same_as_per_record(values, max_record_bytes=1000):
 def test_uniform_batch_takes_the_fixed_layout_path():
     values = [encode_event(f"{i:036d}", 1_764_000_000_000 + i) for i in range(1000)]
     assert_same_as_per_record(values)
+    assert_same_as_per_record([encode_event("", i) for i in range(5)])  # zero-width strings
 
 
 def test_mixed_batch_with_every_kind_of_damage():
@@ -56,6 +57,11 @@ def test_invalid_utf8_is_caught_in_bulk():
     assert decoded.uuids.to_list() == ["abc", "xyz"]
     assert list(decoded.errors) == [1]
     assert np.array_equal(decoded.indexes, [0, 2])
+    uniform = [encode_event(f"{i:03d}", i) for i in range(5)]
+    uniform[3] = uniform[3][:1] + b"\xff\xfe\xfd" + uniform[3][4:]  # same size, not UTF-8: the fixed-width path
+    decoded = decode_batch(uniform, 1000)
+    assert decoded.uuids.to_list() == ["000", "001", "002", "004"]
+    assert list(decoded.errors) == [3]
 
 
 def test_fixed_layout_agrees_with_per_record_on_damaged_bytes():
