@@ -38,22 +38,22 @@ def _unzigzag(zigzag: np.ndarray) -> np.ndarray:
     return ((zigzag >> np.uint64(1)) ^ (np.uint64(0) - (zigzag & np.uint64(1)))).view(np.int64)
 
 
-def _payload_column(values: Sequence[bytes | None], payloads: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lengths (-1 for a null), start offsets and the concatenated bytes of the payloads."""
+def _payload_column(values: Sequence[bytes | None], payloads: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Lengths (-1 for a null) and the concatenated bytes of the payloads."""
     sizes = payloads.bin.size()
     lengths = (sizes.fill_null(-1) if payloads.null_count() else sizes).to_numpy().astype(np.int64)
     try:
         data = b"".join(values)  # type: ignore[arg-type]
     except TypeError:  # tombstones (None)
         data = b"".join(v for v in values if v is not None)
-    starts = np.zeros(len(values), dtype=np.int64)
-    np.cumsum(np.maximum(lengths[:-1], 0), out=starts[1:])
-    return lengths, starts, np.frombuffer(data, dtype=np.uint8)
+    return lengths, np.frombuffer(data, dtype=np.uint8)
 
 
-def _fast_path(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray, max_record_bytes: int) -> tuple:
+def _fast_path(buffer: np.ndarray, lengths: np.ndarray, max_record_bytes: int) -> tuple:
     """Rows the array decoder can take, their string lengths and decoded timestamps."""
     n = len(lengths)
+    starts = np.zeros(n, dtype=np.int64)
+    np.cumsum(np.maximum(lengths[:-1], 0), out=starts[1:])
     ok = (lengths >= 2) & (lengths <= max_record_bytes)
     first = np.zeros(n, dtype=np.int64)
     first[ok] = buffer[starts[ok]]
@@ -153,23 +153,24 @@ def _decode_fixed_layout(buffer: np.ndarray, rows: int, size: int, max_record_by
 
 def decode_batch(values: Sequence[bytes | None], max_record_bytes: int) -> DecodedBatch:
     payloads = pl.Series("payload", values, dtype=pl.Binary)
-    lengths, starts, buffer = _payload_column(values, payloads)
+    lengths, buffer = _payload_column(values, payloads)
     fixed = None
     if len(lengths) and lengths[0] >= 0 and (lengths == lengths[0]).all():
         fixed = _decode_fixed_layout(buffer, len(lengths), int(lengths[0]), max_record_bytes)
     if fixed is not None and fixed[0].all():
         _, timestamps, string_bytes = fixed
-        fast = np.ones(len(lengths), dtype=np.bool_)
         fast_rows = np.arange(len(lengths))
         uuids = _fixed_width_strings(string_bytes)
     else:
-        fast, string_len, timestamps = _fast_path(buffer, starts, lengths, max_record_bytes)
+        fast, string_len, timestamps = _fast_path(buffer, lengths, max_record_bytes)
         fast_rows = np.flatnonzero(fast)
         uuids = _strings(payloads, fast_rows, string_len[fast_rows])
     if uuids is None:
         fast_rows = np.zeros(0, dtype=np.int64)
         uuids = pl.Series("uuid", [], dtype=pl.String)
-    slow_rows = np.flatnonzero(~fast) if len(fast_rows) else np.arange(len(lengths))
+    slow = np.ones(len(lengths), dtype=np.bool_)
+    slow[fast_rows] = False
+    slow_rows = np.flatnonzero(slow)
     indexes, stamps = fast_rows, timestamps[fast_rows]
     errors: dict[int, str] = {}
     if len(slow_rows):
