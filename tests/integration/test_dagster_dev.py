@@ -101,6 +101,16 @@ def test_schedule_commits_consecutive_checkpoints_and_ui_shows_them(lake, dagste
         entries = {e["label"]: e.get("intValue") for e in latest["metadataEntries"]}
         assert entries["checkpoint_id"] in {m.checkpoint_id for m in markers}
         assert latest["partition"], "scheduled runs are partitioned by hour"
+
+        # A run writes its commit marker before its last step ends: stopping `dagster dev` as soon as the
+        # markers exist can interrupt the second run, so wait for Dagster to record both runs as finished.
+        instance = DagsterInstance.from_config(str(dagster_home))
+
+        def two_succeeded():
+            done = instance.get_run_records(RunsFilter(job_name="checkpoint_job", statuses=[DagsterRunStatus.SUCCESS]))
+            return len(done) >= 2
+
+        wait_for(two_succeeded, 120, "two successful checkpoint runs", dev)
     finally:
         stop_producing.set()
         producer.join()
@@ -111,7 +121,6 @@ def test_schedule_commits_consecutive_checkpoints_and_ui_shows_them(lake, dagste
             os.killpg(dev.pid, signal.SIGKILL)
         log.close()
 
-    instance = DagsterInstance.from_config(str(dagster_home))
     records = instance.get_run_records(RunsFilter(job_name="checkpoint_job"), ascending=True)
     assert (tmp_path / "killed-once").exists(), "the first run was killed"
     killed = records[0].dagster_run
