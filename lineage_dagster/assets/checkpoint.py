@@ -9,6 +9,8 @@ Steps hand each other the plan and file lists as plain op outputs, not asset inp
 without a partition (`dagster job execute`) works and a re-execution reuses its parent's plan.
 """
 
+import atexit
+import gc
 import importlib
 import threading
 import time
@@ -110,6 +112,20 @@ def _prepare_subtask(context: OpExecutionContext, kafka: KafkaResource, plan: Ch
         threading.Thread(target=_preload_subtask_module, name="preload-subtask").start()
 
 
+_exit_collection_skipped = False
+
+
+def _skip_cyclic_gc_at_exit() -> None:
+    """A run's process exits once the run is done, and Python's last garbage collections then walk
+    every object Dagster loaded only to free memory the OS takes back anyway: 0.4-0.9 s of a
+    checkpoint run here. Frozen objects are skipped by those collections; atexit handlers (logging's
+    flush among them) still run, and until exit the collector works as before."""
+    global _exit_collection_skipped
+    if not _exit_collection_skipped:
+        _exit_collection_skipped = True
+        atexit.register(gc.freeze)
+
+
 def _preload_subtask_module() -> None:
     importlib.import_module(SUBTASK_MODULE).warm_up()
 
@@ -144,6 +160,7 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
         "with no new records, plans nothing and the run ends.",
     )
     def plan_op(context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource):  # noqa: ANN202 - yields outputs
+        _skip_cyclic_gc_at_exit()
         store = lake.store()
         lake.check_buckets(store)
         source = kafka.record_source()
@@ -225,6 +242,7 @@ def _subtask_op(subtask: int):  # noqa: ANN202 - a Dagster op definition
     def write_subtask(
         context: OpExecutionContext, plan: CheckpointPlan, kafka: KafkaResource, lake: LakeResource
     ) -> SubtaskFiles:
+        _skip_cyclic_gc_at_exit()
         store = lake.store()
         fence(store, lake.commit_log, plan.checkpoint_id, _own_run_ids(context))
         started = time.monotonic()
@@ -278,6 +296,7 @@ def _events_metadata(files: list[SubtaskFiles]) -> dict[str, object]:
 def commit_checkpoint_log(  # noqa: ANN201 - yields outputs
     context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource, plan: CheckpointPlan, subtask_files: list[SubtaskFiles]
 ):
+    _skip_cyclic_gc_at_exit()
     files = sorted(subtask_files, key=lambda f: f.subtask)
     faults.reach("after_data")
     store = lake.store()

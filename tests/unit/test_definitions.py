@@ -1,5 +1,7 @@
 """The code location loads, has the documented shape, and the schedule keeps one run in flight."""
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 from dagster import (
@@ -72,3 +74,19 @@ def test_catch_up_sensor_skips_while_a_checkpoint_run_is_in_flight():
         result = catch_up_sensor(context)
     assert isinstance(result, SkipReason)
     assert "r-in-flight" in result.skip_message
+
+
+def test_a_run_process_skips_the_cyclic_collection_at_exit(tmp_path):
+    # The first handler registered runs last: it sees whether the run's handler froze the objects.
+    script = tmp_path / "run_process.py"
+    script.write_text(
+        "import atexit, gc\n"
+        "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
+        "from lineage_dagster.assets.checkpoint import _skip_cyclic_gc_at_exit\n"
+        "handlers = atexit._ncallbacks()\n"
+        "_skip_cyclic_gc_at_exit()\n"
+        "_skip_cyclic_gc_at_exit()\n"
+        "print('frozen during the run:', gc.get_freeze_count() > 0, 'new handlers:', atexit._ncallbacks() - handlers)\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.splitlines() == ["frozen during the run: False new handlers: 1", "frozen at exit: True"]
