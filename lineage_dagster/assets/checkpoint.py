@@ -9,13 +9,14 @@ Steps hand each other the plan and file lists as plain op outputs, not asset inp
 without a partition (`dagster job execute`) works and a re-execution reuses its parent's plan.
 """
 
-import atexit
 import gc
 import importlib
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from types import ModuleType
 
 from dagster import (
     AssetIn,
@@ -40,6 +41,7 @@ from dagster import (
 
 from lineage_dagster import faults
 from lineage_dagster.assets.checks import CHECKS, check_output_name, evaluate_invariants, invariant_check_specs
+from lineage_dagster.ingest.collector import cyclic_gc_paused, skip_cyclic_gc_at_exit
 from lineage_dagster.ledger.commit_log import SubtaskFiles
 from lineage_dagster.ledger.paths import S3Location, hour_start
 from lineage_dagster.ledger.plan import CheckpointPlan, plan_checkpoint
@@ -112,22 +114,27 @@ def _prepare_subtask(context: OpExecutionContext, kafka: KafkaResource, plan: Ch
         threading.Thread(target=_preload_subtask_module, name="preload-subtask").start()
 
 
-_exit_collection_skipped = False
+_subtask_module_lock = threading.Lock()
 
 
-def _skip_cyclic_gc_at_exit() -> None:
-    """A run's process exits once the run is done, and Python's last garbage collections then walk
-    every object Dagster loaded only to free memory the OS takes back anyway: 0.4-0.9 s of a
-    checkpoint run here. Frozen objects are skipped by those collections; atexit handlers (logging's
-    flush among them) still run, and until exit the collector works as before."""
-    global _exit_collection_skipped
-    if not _exit_collection_skipped:
-        _exit_collection_skipped = True
-        atexit.register(gc.freeze)
+def _subtask_module() -> ModuleType:
+    """The module that writes Parquet, imported on first use: it brings polars and numpy, which a
+    run with nothing new never needs.
+
+    Its import leaves ~60k objects that live as long as the process, and unpaused it set off a full
+    collection of everything Dagster had loaded (~0.25 s of a checkpoint run here). So the collector
+    is paused for the import and the objects alive after it are frozen, once per process: later
+    collections skip them."""
+    with _subtask_module_lock:
+        if SUBTASK_MODULE not in sys.modules:
+            with cyclic_gc_paused():
+                importlib.import_module(SUBTASK_MODULE)
+            gc.freeze()
+    return sys.modules[SUBTASK_MODULE]
 
 
 def _preload_subtask_module() -> None:
-    importlib.import_module(SUBTASK_MODULE).warm_up()
+    _subtask_module().warm_up()
 
 
 def _own_run_ids(context: OpExecutionContext) -> set[str]:
@@ -160,7 +167,7 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
         "with no new records, plans nothing and the run ends.",
     )
     def plan_op(context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource):  # noqa: ANN202 - yields outputs
-        _skip_cyclic_gc_at_exit()
+        skip_cyclic_gc_at_exit()
         store = lake.store()
         lake.check_buckets(store)
         source = kafka.record_source()
@@ -242,14 +249,13 @@ def _subtask_op(subtask: int):  # noqa: ANN202 - a Dagster op definition
     def write_subtask(
         context: OpExecutionContext, plan: CheckpointPlan, kafka: KafkaResource, lake: LakeResource
     ) -> SubtaskFiles:
-        _skip_cyclic_gc_at_exit()
+        skip_cyclic_gc_at_exit()
         store = lake.store()
         fence(store, lake.commit_log, plan.checkpoint_id, _own_run_ids(context))
         started = time.monotonic()
         read_ahead = kafka.is_reading(plan.ranges_for_subtask(subtask))
         _prepare_subtask(context, kafka, plan, subtask + 1)
-        # Imported here: it brings polars and numpy, which a run with nothing new never needs.
-        write_subtask_files = importlib.import_module(SUBTASK_MODULE).write_subtask_files
+        write_subtask_files = _subtask_module().write_subtask_files
         files = write_subtask_files(
             plan=plan,
             subtask=subtask,
@@ -296,7 +302,7 @@ def _events_metadata(files: list[SubtaskFiles]) -> dict[str, object]:
 def commit_checkpoint_log(  # noqa: ANN201 - yields outputs
     context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource, plan: CheckpointPlan, subtask_files: list[SubtaskFiles]
 ):
-    _skip_cyclic_gc_at_exit()
+    skip_cyclic_gc_at_exit()
     files = sorted(subtask_files, key=lambda f: f.subtask)
     faults.reach("after_data")
     store = lake.store()

@@ -6,12 +6,9 @@ offset and keys are deterministic, so a retry rewrites identical bytes to identi
 
 from __future__ import annotations
 
-import gc
 import io
 import logging
-import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,6 +18,7 @@ import polars as pl
 from lineage_dagster.clients.kafka import RecordBatch
 from lineage_dagster.ingest.avro import encode_event
 from lineage_dagster.ingest.bulk_decode import decode_batch
+from lineage_dagster.ingest.collector import cyclic_gc_paused
 from lineage_dagster.ledger.commit_log import FileSlice, SubtaskFiles, WrittenFile
 from lineage_dagster.ledger.paths import S3Location, data_file_key
 from lineage_dagster.ledger.plan import CheckpointPlan, PartitionRange
@@ -101,32 +99,6 @@ def _add_batch(batch: RecordBatch, topic: str, checkpoint_id: int, max_record_by
         rows.bad_counts += np.bincount(batch.partitions[bad], minlength=rows.partitions)
 
 
-_gc_pause_lock = threading.Lock()
-_gc_pauses = 0
-_gc_was_enabled = True
-
-
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Reading creates about a million short-lived, acyclic objects a second (Kafka messages,
-    payloads). Reference counting frees them, but the cyclic collector also walks every live
-    object of the process each time, and in a Dagster run process that doubled the CPU cost of
-    reading. Paused for the read only; overlapping pauses (threads) are counted."""
-    global _gc_pauses, _gc_was_enabled
-    with _gc_pause_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_pause_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
-
-
 def parquet_bytes(frame: pl.DataFrame) -> bytes:
     """zstd level 1: about half the size of snappy at a fraction of zstd's default cost."""
     out = io.BytesIO()
@@ -181,7 +153,7 @@ def write_subtask_files(
 ) -> SubtaskFiles:
     ranges = sorted(plan.ranges_for_subtask(subtask))
     rows = _SubtaskRows(partitions=max((r.partition for r in ranges), default=0) + 1)
-    with _cyclic_gc_paused():
+    with cyclic_gc_paused():
         for batch in source.read_ranges(ranges):
             _add_batch(batch, plan.topic, plan.checkpoint_id, max_record_bytes, rows)
     files: list[WrittenFile] = []

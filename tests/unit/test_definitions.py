@@ -82,11 +82,27 @@ def test_a_run_process_skips_the_cyclic_collection_at_exit(tmp_path):
     script.write_text(
         "import atexit, gc\n"
         "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
-        "from lineage_dagster.assets.checkpoint import _skip_cyclic_gc_at_exit\n"
+        "from lineage_dagster.ingest.collector import skip_cyclic_gc_at_exit\n"
         "handlers = atexit._ncallbacks()\n"
-        "_skip_cyclic_gc_at_exit()\n"
-        "_skip_cyclic_gc_at_exit()\n"
+        "skip_cyclic_gc_at_exit()\n"
+        "skip_cyclic_gc_at_exit()\n"
         "print('frozen during the run:', gc.get_freeze_count() > 0, 'new handlers:', atexit._ncallbacks() - handlers)\n"
     )
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.splitlines() == ["frozen during the run: False new handlers: 1", "frozen at exit: True"]
+
+
+def test_the_parquet_modules_load_without_a_full_collection_and_stay_frozen(tmp_path):
+    script = tmp_path / "first_subtask.py"
+    script.write_text(
+        "import gc\n"
+        "from lineage_dagster.assets.checkpoint import _subtask_module\n"
+        "full = []\n"
+        "gc.callbacks.append(lambda phase, info: phase == 'stop' and info['generation'] == 2 and full.append(info))\n"
+        "module = _subtask_module()\n"
+        "assert _subtask_module() is module\n"
+        "frozen = gc.get_freeze_count() > 0\n"
+        "print(module.__name__, 'full collections:', len(full), 'frozen:', frozen, 'collector on:', gc.isenabled())\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "lineage_dagster.ingest.subtask full collections: 0 frozen: True collector on: True"
