@@ -65,20 +65,21 @@ def timed_process(args: list[str], env: dict[str, str]) -> ProcessRun:
     return ProcessRun(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024, output)
 
 
-def raw_consume(bootstrap: str, topic: str, total: int, passes: int = 3) -> tuple[float, list[bytes]]:
+def raw_consume(bootstrap: str, topic: str, total: int, passes: int = 3) -> tuple[float, float, list[bytes]]:
     """The ceiling: the pipeline's own consumer (its fetch tuning) and consume size, touching each
     message's value, partition and offset, with the cyclic GC paused as the pipeline does.
 
-    Median seconds of `passes` reads after one untimed read, which also collects the payloads for
-    the decode figure: the broker's JVM is fresh and its first large fetches run slower."""
+    Median seconds and CPU seconds (all threads, librdkafka's included) of `passes` reads after one
+    untimed read, which also collects the payloads for the decode figure: the broker's JVM is fresh
+    and its first large fetches run slower."""
     source = KafkaRecordSource({"bootstrap.servers": bootstrap}, topic)
     everything = [PartitionRange(p, low, high) for p, (low, high) in source.watermarks().items()]
-    timings, values = [], []
+    timings, cpu_times, values = [], [], []
     for timed in [False] + [True] * passes:
         consumer = source.start_reading(everything)
         seen = 0
         gc.disable()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         while seen < total:
             messages = consumer.consume(min(CONSUME_SIZE, total - seen), timeout=1)
             payloads = list(map(Message.value, messages))
@@ -87,12 +88,13 @@ def raw_consume(bootstrap: str, topic: str, total: int, passes: int = 3) -> tupl
             seen += len(messages)
             if not timed:
                 values.extend(payloads)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         gc.enable()
         consumer.close()
         if timed:
             timings.append(elapsed)
-    return statistics.median(timings), values
+            cpu_times.append(cpu)
+    return statistics.median(timings), statistics.median(cpu_times), values
 
 
 STEP_TIME = re.compile(r'Finished execution of step "checkpoint\.(\w+)" in ([\d.]+m?s)')
@@ -258,9 +260,9 @@ def main() -> int:
         print(f"producing {args.records} records...", flush=True)
         produce_events({"bootstrap.servers": bootstrap}, topic, rate=None, count=args.records)
 
-        consume_s, values = raw_consume(bootstrap, topic, args.records)
+        consume_s, consume_cpu_s, values = raw_consume(bootstrap, topic, args.records)
         raw_rate = args.records / consume_s
-        rows.append(("raw consume", f"{raw_rate:,.0f} records/s", "baseline", ""))
+        rows.append(("raw consume", f"{raw_rate:,.0f} records/s", "baseline", f"{args.records / consume_cpu_s:,.0f}/CPU-s"))
 
         rate = decode_rate(values)
         rows.append(("decode stage", f"{rate:,.0f} rows/s", ">= 4,000,000 rows/s", f"{rate / 4e6:.2f}x target"))
