@@ -85,7 +85,8 @@ def _strings(payloads: pl.Series, rows: np.ndarray, string_len: np.ndarray) -> p
     """The string field of the given rows (its bytes follow the one-byte length), or None if any
     is not valid UTF-8 (rare: the per-record decoder then finds which)."""
     try:
-        sliced = payloads.gather(rows).to_frame().select(pl.col("payload").bin.slice(1, pl.Series(string_len)))
+        selected = payloads if len(rows) == len(payloads) else payloads.gather(rows)
+        sliced = selected.to_frame().select(pl.col("payload").bin.slice(1, pl.Series(string_len)))
         return sliced.to_series().cast(pl.String).alias("uuid")
     except _INVALID_UTF8:
         return None
