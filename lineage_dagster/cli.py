@@ -126,8 +126,8 @@ def cmd_locate(args: argparse.Namespace) -> int:
     for marker in markers:
         if any(r.partition == args.partition and r.start <= args.offset < r.end for r in marker.ranges):
             rows = read_checkpoint_rows(store, settings.commit_log, marker.checkpoint_id)
-            for row in rows:
-                if row.kafka_partition == args.partition:
+            for row in rows:  # a data and a dead-letter file may share a range; one holds the record
+                if row.kafka_partition == args.partition and row.start_offset <= args.offset < row.end_offset:
                     print(f"checkpoint {marker.checkpoint_id} (run {marker.run_id}): {row.s3_key} ({row.kind})")
             return 0
     raise UserError(f"partition {args.partition} offset {args.offset} is in no committed checkpoint yet")

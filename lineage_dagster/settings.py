@@ -59,6 +59,7 @@ class Settings:
     parallelism: int
     max_records_per_checkpoint: int
     max_record_bytes: int
+    subtask_buffer_bytes: int
     allow_offset_loss: bool
 
 
@@ -154,5 +155,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         parallelism=_positive_int(env, "PARALLELISM", 2, 256),
         max_records_per_checkpoint=_positive_int(env, "MAX_RECORDS_PER_CHECKPOINT", 1_000_000, 100_000_000),
         max_record_bytes=_positive_int(env, "MAX_RECORD_BYTES", 1_048_576, 1_073_741_824),
+        subtask_buffer_bytes=_positive_int(env, "SUBTASK_BUFFER_BYTES", 134_217_728, 68_719_476_736),
         allow_offset_loss=_flag(env, "ALLOW_OFFSET_LOSS"),
     )

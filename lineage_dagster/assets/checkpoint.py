@@ -185,6 +185,7 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 run_id=context.run_id,
                 planned_at_ms=_now_ms(),
                 allow_offset_loss=lake.allow_offset_loss,
+                buffer_bytes=lake.subtask_buffer_bytes,
             )
 
         hint = last_committed_hint(context.instance, lake.commit_log, kafka.topic)

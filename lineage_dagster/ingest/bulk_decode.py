@@ -32,6 +32,7 @@ class DecodedBatch:
     uuids: pl.Series
     timestamps: np.ndarray  # int64 epoch milliseconds
     errors: dict[int, str]
+    payload_lengths: np.ndarray  # int64 bytes of every input payload, -1 for a tombstone
 
 
 def _unzigzag(zigzag: np.ndarray) -> np.ndarray:
@@ -187,4 +188,4 @@ def decode_batch(values: Sequence[bytes | None], max_record_bytes: int) -> Decod
                 }
             ).sort("i")
             indexes, uuids, stamps = merged["i"].to_numpy(), merged["uuid"], merged["ts"].to_numpy()
-    return DecodedBatch(indexes=indexes, uuids=uuids, timestamps=stamps, errors=errors)
+    return DecodedBatch(indexes=indexes, uuids=uuids, timestamps=stamps, errors=errors, payload_lengths=lengths)

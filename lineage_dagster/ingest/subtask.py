@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -19,8 +18,8 @@ from lineage_dagster.clients.kafka import RecordBatch
 from lineage_dagster.ingest.avro import encode_event
 from lineage_dagster.ingest.bulk_decode import decode_batch
 from lineage_dagster.ingest.collector import cyclic_gc_paused
-from lineage_dagster.ledger.commit_log import FileSlice, SubtaskFiles, WrittenFile
-from lineage_dagster.ledger.paths import S3Location, data_file_key
+from lineage_dagster.ledger.commit_log import FileKind, FileSlice, SubtaskFiles, WrittenFile
+from lineage_dagster.ledger.paths import S3Location, data_file_key, split_file_key
 from lineage_dagster.ledger.plan import CheckpointPlan, PartitionRange
 from lineage_dagster.ledger.store import ObjectStore
 
@@ -50,53 +49,22 @@ class RecordSource(Protocol):
     def read_ranges(self, ranges: Sequence[PartitionRange]) -> Iterator[RecordBatch]: ...
 
 
-@dataclass
-class _SubtaskRows:
-    """Decoded and undecodable records of one subtask, as frames, with per-partition counts."""
-
-    partitions: int
-    good: list[pl.DataFrame] = field(default_factory=list)
-    bad: list[pl.DataFrame] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.good_counts = np.zeros(self.partitions, dtype=np.int64)
-        self.bad_counts = np.zeros(self.partitions, dtype=np.int64)
+def _rows(frame: pl.DataFrame | None, mask: np.ndarray) -> pl.DataFrame | None:
+    return frame.filter(pl.Series(mask)) if frame is not None and mask.any() else None
 
 
-def _add_batch(batch: RecordBatch, topic: str, checkpoint_id: int, max_record_bytes: int, rows: _SubtaskRows) -> None:
-    decoded = decode_batch(batch.values, max_record_bytes)
-    if len(decoded.indexes):
-        partitions = batch.partitions[decoded.indexes]
-        rows.good.append(
-            pl.DataFrame(
-                {
-                    "uuid": decoded.uuids,
-                    "timestamp": decoded.timestamps,
-                    "kafka_partition": partitions,
-                    "kafka_offset": batch.offsets[decoded.indexes],
-                }
-            )
-        )
-        rows.good_counts += np.bincount(partitions, minlength=rows.partitions)
-    if decoded.errors:
-        bad = sorted(decoded.errors)
-        messages = [batch.messages[i] for i in bad]
-        rows.bad.append(
-            pl.DataFrame(
-                {
-                    "kafka_topic": [topic] * len(bad),
-                    "kafka_partition": batch.partitions[bad],
-                    "kafka_offset": batch.offsets[bad],
-                    "kafka_timestamp": [m.timestamp()[1] for m in messages],
-                    "kafka_key": [m.key() for m in messages],
-                    "raw_value": [batch.values[i] for i in bad],
-                    "error": [decoded.errors[i] for i in bad],
-                    "checkpoint_id": [checkpoint_id] * len(bad),
-                },
-                schema=DROPPED_SCHEMA,
-            )
-        )
-        rows.bad_counts += np.bincount(batch.partitions[bad], minlength=rows.partitions)
+def _split_off(frames: list[pl.DataFrame], partition: int) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
+    """The rows of one partition, and the rest; frames of one partition are taken whole."""
+    taken, rest = [], []
+    for frame in frames:
+        partitions = frame["kafka_partition"]
+        if partitions.min() == partitions.max():
+            (taken if partitions[0] == partition else rest).append(frame)
+        else:
+            mine = partitions == partition
+            taken.append(frame.filter(mine))
+            rest.append(frame.filter(~mine))
+    return [f for f in taken if f.height], [f for f in rest if f.height]
 
 
 def parquet_bytes(frame: pl.DataFrame) -> bytes:
@@ -104,20 +72,6 @@ def parquet_bytes(frame: pl.DataFrame) -> bytes:
     out = io.BytesIO()
     frame.write_parquet(out, compression="zstd", compression_level=1, statistics=True)
     return out.getvalue()
-
-
-def _write_file(
-    store: ObjectStore,
-    location: S3Location,
-    key: str,
-    frame: pl.DataFrame,
-    kind: str,
-    subtask: int,
-    slices: list[FileSlice],
-) -> WrittenFile:
-    body = parquet_bytes(frame)
-    store.put(location.bucket, key, body)
-    return WrittenFile(uri=location.uri(key), kind=kind, subtask=subtask, size_bytes=len(body), slices=tuple(slices))  # type: ignore[arg-type]
 
 
 def _ordered(frames: list[pl.DataFrame]) -> pl.DataFrame:
@@ -141,6 +95,171 @@ def warm_up() -> None:
     parquet_bytes(pl.DataFrame({"uuid": decoded.uuids, "timestamp": decoded.timestamps}).sort("timestamp"))
 
 
+class _SubtaskWriter:
+    """Holds one subtask's decoded and undecodable rows until it writes them as Parquet.
+
+    Memory is bounded by the plan's `buffer_bytes`, whatever the records' sizes: each partition may
+    hold an equal share of it (`split_bytes`) of Kafka payload. A record belongs to segment
+    (payload bytes of its partition's earlier records in the range) // split_bytes, a function of
+    the plan and Kafka's contents alone. When a partition's records reach a new segment, the
+    buffered one is written to files of its own, so a retry splits at the same offsets and writes
+    the same objects. What is buffered at the end goes to the subtask's file. At the defaults a
+    checkpoint of seed-sized records (~43 bytes) never splits.
+    """
+
+    def __init__(
+        self, *, plan: CheckpointPlan, subtask: int, store: ObjectStore, output: S3Location, dropped: S3Location
+    ) -> None:
+        self.plan, self.subtask, self.store = plan, subtask, store
+        self.locations: dict[FileKind, S3Location] = {"data": output, "dropped": dropped}
+        self.ranges = sorted(plan.ranges_for_subtask(subtask))
+        self.split_bytes = plan.split_bytes(subtask)
+        size = max((r.partition for r in self.ranges), default=0) + 1
+        self.frames: dict[FileKind, list[pl.DataFrame]] = {"data": [], "dropped": []}
+        self.counts = {"data": np.zeros(size, dtype=np.int64), "dropped": np.zeros(size, dtype=np.int64)}
+        self.bytes_read = np.zeros(size, dtype=np.int64)  # payload bytes per partition so far
+        self.segment = np.zeros(size, dtype=np.int64)  # segment of each partition's buffered rows
+        self.segment_start = np.zeros(size, dtype=np.int64)  # and the offset it starts at
+        for r in self.ranges:
+            self.segment_start[r.partition] = r.start
+        self.files: list[WrittenFile] = []
+
+    def add_batch(self, batch: RecordBatch, max_record_bytes: int) -> None:
+        decoded = decode_batch(batch.values, max_record_bytes)
+        good = None
+        if len(decoded.indexes):
+            good = pl.DataFrame(
+                {
+                    "uuid": decoded.uuids,
+                    "timestamp": decoded.timestamps,
+                    "kafka_partition": batch.partitions[decoded.indexes],
+                    "kafka_offset": batch.offsets[decoded.indexes],
+                }
+            )
+        bad = np.array(sorted(decoded.errors), dtype=np.int64)  # batch positions
+        segments = self._segments(batch.partitions, decoded.payload_lengths)
+        if segments is None:
+            self._hold(good, self._dead_letters(batch, decoded.errors, bad))
+            return
+        current = segments == self.segment[batch.partitions]
+        self._hold(_rows(good, current[decoded.indexes]), self._dead_letters(batch, decoded.errors, bad[current[bad]]))
+        for partition in np.unique(batch.partitions[~current]):
+            later = ~current & (batch.partitions == partition)
+            for segment in np.unique(segments[later]):
+                in_segment = later & (segments == segment)
+                start = int(batch.offsets[np.argmax(in_segment)])
+                self._write_split(int(partition), end=start)
+                self.segment[partition], self.segment_start[partition] = segment, start
+                dead_letters = self._dead_letters(batch, decoded.errors, bad[in_segment[bad]])
+                self._hold(_rows(good, in_segment[decoded.indexes]), dead_letters)
+
+    def _dead_letters(self, batch: RecordBatch, errors: dict[int, str], rows: np.ndarray) -> list[pl.DataFrame]:
+        """The undecodable records at batch positions `rows`, one frame per partition built from the
+        raw bytes themselves: a frame filtered out of a shared one would keep the whole batch's
+        payload buffer alive until its last row is written."""
+        frames = []
+        for partition in np.unique(batch.partitions[rows]):
+            mine = rows[batch.partitions[rows] == partition]
+            messages = [batch.messages[i] for i in mine]
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "kafka_topic": [self.plan.topic] * len(mine),
+                        "kafka_partition": batch.partitions[mine],
+                        "kafka_offset": batch.offsets[mine],
+                        "kafka_timestamp": [m.timestamp()[1] for m in messages],
+                        "kafka_key": [m.key() for m in messages],
+                        "raw_value": [batch.values[i] for i in mine],
+                        "error": [errors[i] for i in mine],
+                        "checkpoint_id": [self.plan.checkpoint_id] * len(mine),
+                    },
+                    schema=DROPPED_SCHEMA,
+                )
+            )
+        return frames
+
+    def _segments(self, partitions: np.ndarray, lengths: np.ndarray) -> np.ndarray | None:
+        """Each record's segment; None when every record is in its partition's current one."""
+        if self.split_bytes is None:
+            return None
+        sizes = np.maximum(lengths, 0)
+        before = self.bytes_read.copy()
+        self.bytes_read += np.bincount(partitions, weights=sizes, minlength=len(before)).astype(np.int64)
+        if (self.bytes_read < (self.segment + 1) * self.split_bytes).all():
+            return None
+        segments = np.empty(len(sizes), dtype=np.int64)
+        for partition in np.unique(partitions):
+            rows = partitions == partition
+            ends = before[partition] + np.cumsum(sizes[rows])
+            segments[rows] = (ends - sizes[rows]) // self.split_bytes
+        return segments
+
+    def _hold(self, good: pl.DataFrame | None, dead_letters: list[pl.DataFrame]) -> None:
+        held: list[tuple[FileKind, pl.DataFrame]] = [("dropped", frame) for frame in dead_letters]
+        if good is not None:
+            held.append(("data", good))
+        for kind, frame in held:
+            self.frames[kind].append(frame)
+            counts = self.counts[kind]
+            counts += np.bincount(frame["kafka_partition"].to_numpy(), minlength=len(counts))
+
+    def _write_split(self, partition: int, end: int) -> None:
+        start = int(self.segment_start[partition])
+        for kind, location in self.locations.items():
+            frames, self.frames[kind] = _split_off(self.frames[kind], partition)
+            if frames:
+                key = split_file_key(location, self.plan.hour, self.plan.checkpoint_id, self.subtask, partition, start)
+                self._write(kind, key, frames, [FileSlice(partition, start, end, int(self.counts[kind][partition]))])
+                self.counts[kind][partition] = 0
+        log.info(
+            "checkpoint_id=%s subtask=%s partition=%s: offsets [%s, %s) filled the partition's share of "
+            "SUBTASK_BUFFER_BYTES (%s bytes) and were written to files of their own",
+            self.plan.checkpoint_id,
+            self.subtask,
+            partition,
+            start,
+            end,
+            self.split_bytes,
+        )
+
+    def finish(self) -> SubtaskFiles:
+        """Write what is still held to the subtask's data and dead-letter files."""
+        for kind, location in self.locations.items():
+            counts = self.counts[kind]
+            starts = self.segment_start
+            slices = [FileSlice(r.partition, int(starts[r.partition]), r.end, int(counts[r.partition])) for r in self.ranges]
+            slices = [s for s in slices if s.record_count]
+            if slices:
+                key = data_file_key(location, self.plan.hour, self.plan.checkpoint_id, self.subtask)
+                self._write(kind, key, self.frames[kind], slices)
+        files = tuple(sorted(self.files, key=lambda w: (w.kind, w.uri)))
+        return SubtaskFiles(checkpoint_id=self.plan.checkpoint_id, subtask=self.subtask, files=files)
+
+    def _write(self, kind: FileKind, key: str, frames: list[pl.DataFrame], slices: list[FileSlice]) -> None:
+        frame = _ordered(frames)
+        if kind == "data":
+            frame = frame.with_columns(
+                pl.lit(self.plan.topic, pl.String).alias("kafka_topic"),
+                pl.col("kafka_partition").cast(pl.Int32),
+                pl.lit(self.plan.checkpoint_id, pl.Int64).alias("checkpoint_id"),
+            ).select(list(DATA_SCHEMA))
+        else:
+            frame = frame.select(list(DROPPED_SCHEMA))
+        body = parquet_bytes(frame)
+        location = self.locations[kind]
+        self.store.put(location.bucket, key, body)
+        uri = location.uri(key)
+        self.files.append(WrittenFile(uri=uri, kind=kind, subtask=self.subtask, size_bytes=len(body), slices=tuple(slices)))
+        if kind == "dropped":
+            log.warning(
+                "checkpoint_id=%s subtask=%s dropped %s undecodable records to %s",
+                self.plan.checkpoint_id,
+                self.subtask,
+                frame.height,
+                uri,
+            )
+
+
 def write_subtask_files(
     *,
     plan: CheckpointPlan,
@@ -151,33 +270,8 @@ def write_subtask_files(
     dropped: S3Location,
     max_record_bytes: int,
 ) -> SubtaskFiles:
-    ranges = sorted(plan.ranges_for_subtask(subtask))
-    rows = _SubtaskRows(partitions=max((r.partition for r in ranges), default=0) + 1)
+    writer = _SubtaskWriter(plan=plan, subtask=subtask, store=store, output=output, dropped=dropped)
     with cyclic_gc_paused():
-        for batch in source.read_ranges(ranges):
-            _add_batch(batch, plan.topic, plan.checkpoint_id, max_record_bytes, rows)
-    files: list[WrittenFile] = []
-    good_slices = [FileSlice(r.partition, r.start, r.end, int(rows.good_counts[r.partition])) for r in ranges]
-    good_slices = [s for s in good_slices if s.record_count]
-    if good_slices:
-        frame = _ordered(rows.good).with_columns(
-            pl.lit(plan.topic, pl.String).alias("kafka_topic"),
-            pl.col("kafka_partition").cast(pl.Int32),
-            pl.lit(plan.checkpoint_id, pl.Int64).alias("checkpoint_id"),
-        )
-        key = data_file_key(output, plan.hour, plan.checkpoint_id, subtask)
-        files.append(_write_file(store, output, key, frame.select(list(DATA_SCHEMA)), "data", subtask, good_slices))
-    bad_slices = [FileSlice(r.partition, r.start, r.end, int(rows.bad_counts[r.partition])) for r in ranges]
-    bad_slices = [s for s in bad_slices if s.record_count]
-    if bad_slices:
-        key = data_file_key(dropped, plan.hour, plan.checkpoint_id, subtask)
-        frame = _ordered(rows.bad).select(list(DROPPED_SCHEMA))
-        files.append(_write_file(store, dropped, key, frame, "dropped", subtask, bad_slices))
-        log.warning(
-            "checkpoint_id=%s subtask=%s dropped %s undecodable records to %s",
-            plan.checkpoint_id,
-            subtask,
-            frame.height,
-            files[-1].uri,
-        )
-    return SubtaskFiles(checkpoint_id=plan.checkpoint_id, subtask=subtask, files=tuple(files))
+        for batch in source.read_ranges(writer.ranges):
+            writer.add_batch(batch, max_record_bytes)
+    return writer.finish()

@@ -61,6 +61,12 @@ def data_file_key(output: S3Location, hour: datetime, checkpoint_id: int, subtas
     return output.key(hour_folder(hour), f"part-{checkpoint_id:08d}-{subtask}.parquet")
 
 
+def split_file_key(output: S3Location, hour: datetime, checkpoint_id: int, subtask: int, partition: int, start: int) -> str:
+    """A file of one partition's records split off a subtask's buffer, from offset `start`; as
+    deterministic as `data_file_key`, since the plan fixes where splits fall."""
+    return output.key(hour_folder(hour), f"part-{checkpoint_id:08d}-{subtask}-p{partition}-{start}.parquet")
+
+
 def checkpoint_prefix(commit_log: S3Location, checkpoint_id: int) -> str:
     return commit_log.key(f"chk-{checkpoint_id}")
 

@@ -36,6 +36,9 @@ class CheckpointPlan:
     ranges: tuple[PartitionRange, ...]
     # Offsets deleted from Kafka before they were read, skipped by the operator's ALLOW_OFFSET_LOSS.
     lost: tuple[PartitionRange, ...] = ()
+    # SUBTASK_BUFFER_BYTES when planned: fixed here so every attempt splits files at the same
+    # offsets. None in plans stored before it existed: they are finished unsplit, as planned.
+    buffer_bytes: int | None = None
 
     @property
     def record_count(self) -> int:
@@ -46,6 +49,14 @@ class CheckpointPlan:
 
     def ranges_for_subtask(self, subtask: int) -> list[PartitionRange]:
         return [r for r in self.ranges if subtask_of_partition(r.partition, self.parallelism) == subtask]
+
+    def split_bytes(self, subtask: int) -> int | None:
+        """Payload bytes of one partition that a subtask holds before writing them to files of their
+        own: its equal share of the subtask's buffer. None: never split."""
+        if self.buffer_bytes is None:
+            return None
+        reading = sum(1 for r in self.ranges_for_subtask(subtask) if r.count)
+        return max(self.buffer_bytes // max(reading, 1), 1)
 
     def to_json(self) -> bytes:
         body = asdict(self)
@@ -66,6 +77,7 @@ class CheckpointPlan:
             parallelism=int(body["parallelism"]),
             ranges=tuple(PartitionRange(**r) for r in body["ranges"]),
             lost=tuple(PartitionRange(**r) for r in body.get("lost", ())),
+            buffer_bytes=body.get("buffer_bytes"),
         )
 
 
@@ -103,6 +115,7 @@ def plan_checkpoint(
     run_id: str,
     planned_at_ms: int,
     allow_offset_loss: bool = False,
+    buffer_bytes: int | None = None,
 ) -> CheckpointPlan:
     """Plan checkpoint N: each partition from its last committed end up to its high watermark.
 
@@ -146,4 +159,5 @@ def plan_checkpoint(
         parallelism=parallelism,
         ranges=ranges,
         lost=tuple(lost),
+        buffer_bytes=buffer_bytes,
     )

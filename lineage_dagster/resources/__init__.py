@@ -41,6 +41,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             dropped_path=str(settings.dropped),
             max_records_per_checkpoint=settings.max_records_per_checkpoint,
             max_record_bytes=settings.max_record_bytes,
+            subtask_buffer_bytes=settings.subtask_buffer_bytes,
             allow_offset_loss=settings.allow_offset_loss,
         ),
     }

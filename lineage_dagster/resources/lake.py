@@ -28,6 +28,7 @@ class LakeResource(ConfigurableResource):
     dropped_path: str
     max_records_per_checkpoint: int = 1_000_000
     max_record_bytes: int = 1_048_576
+    subtask_buffer_bytes: int = 134_217_728
     allow_offset_loss: bool = False
 
     @property

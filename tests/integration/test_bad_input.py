@@ -157,3 +157,62 @@ def test_no_secret_in_logs_or_dagster_storage(lake, dagster_home):
         lake.store.get("flink-data", k) for k in lake.store.list_keys("flink-data", f"{lake.name}/write-ahead-commit-log/")
     )
     assert secret.encode() not in ledger
+
+
+def test_large_bad_records_are_split_within_the_buffer_and_a_retry_rewrites_the_same_files(lake, dagster_home, tmp_path):
+    """A flood of 300 KB undecodable payloads: with SUBTASK_BUFFER_BYTES=4 MiB a subtask writes them
+    in files of at most its partitions' shares; a crash, then a retry (with another setting, which
+    the stored plan overrides) rewrites the same objects, and every record is accounted once."""
+    lake.produce(2000)
+    producer = Producer(lake.client_config)
+    junk = [b"\xff" * 300_000 + index.to_bytes(2, "big") for index in range(24)]
+    for index, payload in enumerate(junk):
+        producer.produce(lake.name, payload, partition=index % 2)  # partition 0: subtask 0, 1: subtask 1
+    assert producer.flush(30) == 0
+
+    crashed = run_checkpoint_cli(lake, dagster_home, SUBTASK_BUFFER_BYTES=str(4 * 1024 * 1024), LINEAGE_FAULT="during_write:kill")
+    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    prefix = f"{lake.name}/"
+    first_attempt = {
+        key: lake.store.get("flink-data", key) for key in lake.store.list_keys("flink-data", prefix) if "/part-" in key
+    }
+    assert any("/dropped/" in key and "-p0-" in key for key in first_attempt), sorted(first_attempt)
+
+    result = run_checkpoint_cli(lake, dagster_home, SUBTASK_BUFFER_BYTES=str(64 * 1024 * 1024))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {key: lake.store.get("flink-data", key) for key in first_attempt} == first_attempt
+    marker = read_marker(lake.store, lake.settings.commit_log, 1)
+    assert (marker.record_count, marker.dropped_count) == (2000, 24)
+    report = verify_ledger(lake.store, lake.settings.commit_log, [lake.settings.output, lake.settings.dropped], deep=True)
+    assert report.ok, report.violations
+
+    share = 4 * 1024 * 1024 // 5  # five partitions per subtask hold records
+    dropped_files = [uri for uri in marker.files if "/dropped/" in uri]
+    assert len(dropped_files) >= 4
+    for uri in dropped_files:
+        raw = pl.read_parquet(io.BytesIO(lake.store.get("flink-data", uri.split("/", 3)[3])))["raw_value"]
+        limit = share if "-p" in uri.rsplit("/", 1)[1] else 4 * 1024 * 1024
+        assert raw.bin.size().sum() <= limit + len(junk[0]), uri
+    assert sorted(
+        pl.concat(
+            pl.read_parquet(io.BytesIO(lake.store.get("flink-data", uri.split("/", 3)[3])))["raw_value"] for uri in dropped_files
+        ).to_list()
+    ) == sorted(junk)
+
+    offset = 2000 // 10 + 7  # partition 0's 8th junk record (the good ones came first)
+    located = subprocess.run(
+        [str(BIN / "lineage"), "locate", "--partition", "0", "--offset", str(offset)],
+        env={**lake.env, "PATH": str(BIN)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert located.returncode == 0, located.stderr
+    holders = located.stdout.strip().splitlines()
+    assert holders and all("(dropped)" in line or "(data)" in line for line in holders)
+    holding = [line for line in holders if "(dropped)" in line]
+    assert len(holding) == 1
+    uri = holding[0].split(": ", 1)[1].split(" ")[0]
+    offsets = pl.read_parquet(io.BytesIO(lake.store.get("flink-data", uri.split("/", 3)[3])))["kafka_offset"].to_list()
+    assert offset in offsets
