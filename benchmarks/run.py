@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/run.py                     # 1M records: about 2 minutes
     .venv/bin/python benchmarks/run.py --backlog 10000000  # also drain a 10M backlog, verify --deep it
     .venv/bin/python benchmarks/run.py --sustained 300     # also 50,000 msg/s for 5 minutes, real schedule
+    .venv/bin/python benchmarks/run.py --large-records 1200  # also drain 1200 MiB of 900 KB bad records
 
 Brings up its own Kafka + S3 (ports 15000 above the defaults, data in /tmp/lineage-bench) and stops
 them at the end. Not part of the test suite; docs/benchmarks.md keeps the latest table.
@@ -29,7 +30,7 @@ from importlib import metadata, resources
 from pathlib import Path
 
 import numpy as np
-from confluent_kafka import Message
+from confluent_kafka import Message, Producer
 from dagster import AssetKey, DagsterInstance, RunsFilter
 
 from lineage_dagster.clients.kafka import BATCH_SIZE, CONSUME_SIZE, KafkaRecordSource
@@ -254,6 +255,40 @@ def sustained(stack: LocalStack, data_dir: Path, seconds: int, rate: int) -> lis
     ]
 
 
+def large_records_drain(stack: LocalStack, data_dir: Path, mib: int, size: int = 900_000) -> tuple[str, str, str, str]:
+    """A backlog of `mib` MiB of undecodable payloads (random bytes, `size` each): the run's memory
+    must stay bounded by SUBTASK_BUFFER_BYTES, not grow with the backlog."""
+    topic = f"large-{uuid.uuid4().hex[:8]}"
+    stack.create_topic(topic, 10)
+    home = data_dir / f"dagster-{topic}"
+    home.mkdir(parents=True)
+    env = {**os.environ, **stack.pipeline_env(topic), "DAGSTER_HOME": str(home)}
+    count = (mib << 20) // size
+    print(f"producing {count:,} undecodable records of {size:,} bytes...", flush=True)
+    producer = Producer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "linger.ms": 50})
+    for index in range(count):
+        while True:
+            try:
+                producer.produce(topic, os.urandom(size), partition=index % 10)
+                break
+            except BufferError:  # the producer's queue is full: let it deliver
+                producer.poll(0.1)
+    if producer.flush(120):
+        raise RuntimeError(f"the large records for {topic} were not all delivered")
+    peak, dropped, files, started = 0, 0, 0, time.perf_counter()
+    while dropped < count:
+        run, meta = checkpoint(env)
+        if not meta.get("dropped_records"):
+            raise RuntimeError(f"a checkpoint of {topic} committed no dead-letter records:\n{run.output[-3000:]}")
+        peak, dropped, files = max(peak, run.peak_rss_mib), dropped + meta["dropped_records"], files + meta["files"]
+    return (
+        "memory, large bad records",
+        f"{peak} MiB peak RSS",
+        "<= 1024 MiB",
+        f"{count:,} x {size // 1000} KB ({mib:,} MiB) in {files} files, {time.perf_counter() - started:.0f} s",
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -262,6 +297,9 @@ def main() -> int:
         "--sustained", type=int, default=0, metavar="SECONDS", help="also run the real schedule under load this long"
     )
     parser.add_argument("--rate", type=int, default=50_000, help="records/s of the sustained load")
+    parser.add_argument(
+        "--large-records", type=int, default=0, metavar="MIB", help="also drain this many MiB of 900 KB undecodable records"
+    )
     parser.add_argument("--port-offset", type=int, default=15000)
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/lineage-bench"))
     args = parser.parse_args()
@@ -402,6 +440,8 @@ def main() -> int:
                     verify.output.strip().splitlines()[-1],
                 )
             )
+        if args.large_records:
+            rows.append(large_records_drain(stack, args.data_dir, args.large_records))
         if args.sustained:
             rows.extend(sustained(stack, args.data_dir, args.sustained, args.rate))
     finally:
