@@ -37,10 +37,6 @@ class InMemoryTopic:
                 offset = len(self.values[p])
                 self.append(p, encode_event(f"uuid-{p}-{offset}", 1_700_000_000_000 + offset))
 
-    @staticmethod
-    def read_ranges_message(partition: int, offset: int) -> FakeMessage:
-        return FakeMessage(partition, offset)
-
     def watermarks(self) -> dict[int, tuple[int, int]]:
         return {p: (0, len(v)) for p, v in self.values.items()}
 

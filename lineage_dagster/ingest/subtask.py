@@ -116,7 +116,6 @@ class _SubtaskWriter:
         self.split_bytes = plan.split_bytes(subtask)
         size = max((r.partition for r in self.ranges), default=0) + 1
         self.frames: dict[FileKind, list[pl.DataFrame]] = {"data": [], "dropped": []}
-        self.counts = {"data": np.zeros(size, dtype=np.int64), "dropped": np.zeros(size, dtype=np.int64)}
         self.bytes_read = np.zeros(size, dtype=np.int64)  # payload bytes per partition so far
         self.segment = np.zeros(size, dtype=np.int64)  # segment of each partition's buffered rows
         self.segment_start = np.zeros(size, dtype=np.int64)  # and the offset it starts at
@@ -195,13 +194,9 @@ class _SubtaskWriter:
         return segments
 
     def _hold(self, good: pl.DataFrame | None, dead_letters: list[pl.DataFrame]) -> None:
-        held: list[tuple[FileKind, pl.DataFrame]] = [("dropped", frame) for frame in dead_letters]
         if good is not None:
-            held.append(("data", good))
-        for kind, frame in held:
-            self.frames[kind].append(frame)
-            counts = self.counts[kind]
-            counts += np.bincount(frame["kafka_partition"].to_numpy(), minlength=len(counts))
+            self.frames["data"].append(good)
+        self.frames["dropped"].extend(dead_letters)
 
     def _write_split(self, partition: int, end: int) -> None:
         start = int(self.segment_start[partition])
@@ -209,8 +204,7 @@ class _SubtaskWriter:
             frames, self.frames[kind] = _split_off(self.frames[kind], partition)
             if frames:
                 key = split_file_key(location, self.plan.hour, self.plan.checkpoint_id, self.subtask, partition, start)
-                self._write(kind, key, frames, [FileSlice(partition, start, end, int(self.counts[kind][partition]))])
-                self.counts[kind][partition] = 0
+                self._write(kind, key, frames, {partition: end})
         log.info(
             "checkpoint_id=%s subtask=%s partition=%s: offsets [%s, %s) filled the partition's share of "
             "SUBTASK_BUFFER_BYTES (%s bytes) and were written to files of their own",
@@ -225,18 +219,22 @@ class _SubtaskWriter:
     def finish(self) -> SubtaskFiles:
         """Write what is still held to the subtask's data and dead-letter files."""
         for kind, location in self.locations.items():
-            counts = self.counts[kind]
-            starts = self.segment_start
-            slices = [FileSlice(r.partition, int(starts[r.partition]), r.end, int(counts[r.partition])) for r in self.ranges]
-            slices = [s for s in slices if s.record_count]
-            if slices:
+            if self.frames[kind]:
                 key = data_file_key(location, self.plan.hour, self.plan.checkpoint_id, self.subtask)
-                self._write(kind, key, self.frames[kind], slices)
+                self._write(kind, key, self.frames[kind], {r.partition: r.end for r in self.ranges})
         files = tuple(sorted(self.files, key=lambda w: (w.kind, w.uri)))
         return SubtaskFiles(checkpoint_id=self.plan.checkpoint_id, subtask=self.subtask, files=files)
 
-    def _write(self, kind: FileKind, key: str, frames: list[pl.DataFrame], slices: list[FileSlice]) -> None:
+    def _write(self, kind: FileKind, key: str, frames: list[pl.DataFrame], ends: dict[int, int]) -> None:
+        """One Parquet file of the held `frames`; each partition's slice runs from the start of its
+        held segment to `ends[partition]`."""
         frame = _ordered(frames)
+        counts = np.bincount(frame["kafka_partition"].to_numpy(), minlength=len(self.segment_start))
+        slices = tuple(
+            FileSlice(partition, int(self.segment_start[partition]), end, int(counts[partition]))
+            for partition, end in sorted(ends.items())
+            if counts[partition]
+        )
         if kind == "data":
             frame = frame.with_columns(
                 pl.lit(self.plan.topic, pl.String).alias("kafka_topic"),
@@ -249,7 +247,7 @@ class _SubtaskWriter:
         location = self.locations[kind]
         self.store.put(location.bucket, key, body)
         uri = location.uri(key)
-        self.files.append(WrittenFile(uri=uri, kind=kind, subtask=self.subtask, size_bytes=len(body), slices=tuple(slices)))
+        self.files.append(WrittenFile(uri=uri, kind=kind, subtask=self.subtask, size_bytes=len(body), slices=slices))
         if kind == "dropped":
             log.warning(
                 "checkpoint_id=%s subtask=%s dropped %s undecodable records to %s",

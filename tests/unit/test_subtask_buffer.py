@@ -12,11 +12,12 @@ import polars as pl
 from lineage_dagster.clients.kafka import RecordBatch
 from lineage_dagster.ingest.avro import encode_event
 from lineage_dagster.ingest.subtask import _SubtaskWriter
+from lineage_dagster.ledger.paths import split_uri
 from lineage_dagster.ledger.plan import CheckpointPlan
 from lineage_dagster.ledger.protocol import commit_checkpoint
 from lineage_dagster.ledger.store import InMemoryObjectStore
 from lineage_dagster.ledger.verify import verify_ledger
-from tests.fakes import InMemoryTopic
+from tests.fakes import FakeMessage, InMemoryTopic
 from tests.unit.test_checkpoint_protocol import DROPPED, LOG, OUTPUT, planner, write_subtask
 
 JUNK = b"\xff" * 300  # undecodable: goes to the dead-letter area with its raw bytes
@@ -44,7 +45,7 @@ class InterleavedTopic:
                 partitions=np.array([p for p, _ in chunk], dtype=np.int32),
                 offsets=np.array([o for _, o in chunk], dtype=np.int64),
                 values=[self.topic.values[p][o] for p, o in chunk],
-                messages=[self.topic.read_ranges_message(p, o) for p, o in chunk],
+                messages=[FakeMessage(p, o) for p, o in chunk],
             )
 
 
@@ -104,10 +105,7 @@ def test_split_files_do_not_depend_on_how_records_arrive_and_verify():
     assert report.ok, report.violations
     assert (report.records, report.dropped, report.files) == (160, 80, len(objects))
     dropped = pl.concat(
-        pl.read_parquet(io.BytesIO(store.objects[("flink-data", w.uri.split("/", 3)[3])]))
-        for f in files
-        for w in f.files
-        if w.kind == "dropped"
+        pl.read_parquet(io.BytesIO(store.objects[split_uri(w.uri)])) for f in files for w in f.files if w.kind == "dropped"
     )
     assert dropped["raw_value"].to_list() == [JUNK] * 80
 
