@@ -22,6 +22,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -52,21 +53,65 @@ HERE = Path(__file__).parent
 class ProcessRun:
     wall_s: float
     cpu_s: float  # user + system
-    peak_rss_mib: int
+    peak_rss_mib: int  # of the process and its children together
     minor_faults: int  # pages the process touched for the first time (it has no swap or file reads to speak of)
     output: str
 
 
+def _process_tree(root: int) -> list[int]:
+    """`root` and its descendants alive now."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                parent = int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):  # ended meanwhile
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def _resident_bytes(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * mmap.PAGESIZE
+        except (OSError, IndexError):
+            continue
+    return total
+
+
 def timed_process(args: list[str], env: dict[str, str]) -> ProcessRun:
-    """Wall and CPU seconds, peak RSS and output of a command."""
+    """Wall and CPU seconds (of the process and its children), peak RSS and output of a command.
+
+    The peak RSS is the highest sum over the process and its children (subtask workers), sampled
+    every 0.1 s; pages a worker shares with the run process count in both, so it is an upper bound."""
     started = time.perf_counter()
     process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak_tree = 0
+
+    def sample_tree() -> None:
+        nonlocal peak_tree
+        while process.returncode is None:
+            peak_tree = max(peak_tree, _resident_bytes(_process_tree(process.pid)))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample_tree, daemon=True)
+    sampler.start()
     output = process.stdout.read() if process.stdout else ""
     _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    sampler.join()
     elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
+    if process.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{output[-3000:]}")
-    return ProcessRun(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024, usage.ru_minflt, output)
+    peak_mib = max(usage.ru_maxrss // 1024, peak_tree >> 20)
+    return ProcessRun(elapsed, usage.ru_utime + usage.ru_stime, peak_mib, usage.ru_minflt, output)
 
 
 def raw_consume(bootstrap: str, topic: str, total: int, passes: int = 3) -> tuple[float, float, list[bytes]]:
@@ -283,7 +328,7 @@ def large_records_drain(stack: LocalStack, data_dir: Path, mib: int, size: int =
         peak, dropped, files = max(peak, run.peak_rss_mib), dropped + meta["dropped_records"], files + meta["files"]
     return (
         "memory, large bad records",
-        f"{peak} MiB peak RSS",
+        f"{peak} MiB peak RSS, all processes",
         "<= 1024 MiB",
         f"{count:,} x {size // 1000} KB ({mib:,} MiB) in {files} files, {time.perf_counter() - started:.0f} s",
     )
@@ -412,7 +457,7 @@ def main() -> int:
         )
         steps = ", ".join(f"{name} {took}" for name, took in STEP_TIME.findall(full.output))
         peak_1m = max(r.peak_rss_mib for r, _ in fulls)
-        rows.append(("memory, 1M checkpoint", f"{peak_1m} MiB peak RSS (highest of 3)", "<= 1024 MiB", ""))
+        rows.append(("memory, 1M checkpoint", f"{peak_1m} MiB peak RSS, all processes (max of 3)", "<= 1024 MiB", ""))
 
         if args.backlog:
             print(f"producing a backlog of {args.backlog} records...", flush=True)
@@ -428,7 +473,12 @@ def main() -> int:
                     break
             backlog_s = time.perf_counter() - started
             rows.append(
-                ("memory, backlog drain", f"{peak} MiB peak RSS", "<= 1024 MiB", f"{drained:,} records in {backlog_s:.0f} s")
+                (
+                    "memory, backlog drain",
+                    f"{peak} MiB peak RSS, all processes",
+                    "<= 1024 MiB",
+                    f"{drained:,} records in {backlog_s:.0f} s",
+                )
             )
             verify = timed_process([str(BIN / "lineage"), "verify", "--deep"], env)
             total_rows = high  # everything produced, all committed by now

@@ -1,8 +1,8 @@
 """Named crash points on the checkpoint path, armed only by `LINEAGE_FAULT` (tests and the soak).
 
-Points, in order: after_plan, during_write (subtask 0 wrote, the others not), after_data (all data
-written, no commit log yet), after_log (logs written, no marker), after_marker (committed, Dagster
-not told).
+Points, in order: after_plan, during_write (subtask 0 wrote; the others not, unless subtask
+workers wrote them meanwhile), after_data (all data written, no commit log yet), after_log (logs
+written, no marker), after_marker (committed, Dagster not told).
 """
 
 from __future__ import annotations

@@ -60,20 +60,21 @@ class Settings:
     max_records_per_checkpoint: int
     max_record_bytes: int
     subtask_buffer_bytes: int
+    subtask_workers: int
     allow_offset_loss: bool
 
 
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+def _whole_number(env: Mapping[str, str], name: str, default: int, maximum: int, minimum: int = 1) -> int:
     raw = env.get(name, "").strip() or str(default)
     try:
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a whole number") from None
-    if not 1 <= value <= maximum:
-        raise SettingsError(f"{name}={value} must be between 1 and {maximum}")
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{name}={value} must be between {minimum} and {maximum}")
     return value
 
 
@@ -152,9 +153,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         ),
-        parallelism=_positive_int(env, "PARALLELISM", 2, 256),
-        max_records_per_checkpoint=_positive_int(env, "MAX_RECORDS_PER_CHECKPOINT", 1_000_000, 100_000_000),
-        max_record_bytes=_positive_int(env, "MAX_RECORD_BYTES", 1_048_576, 1_073_741_824),
-        subtask_buffer_bytes=_positive_int(env, "SUBTASK_BUFFER_BYTES", 134_217_728, 68_719_476_736),
+        parallelism=_whole_number(env, "PARALLELISM", 2, 256),
+        max_records_per_checkpoint=_whole_number(env, "MAX_RECORDS_PER_CHECKPOINT", 1_000_000, 100_000_000),
+        max_record_bytes=_whole_number(env, "MAX_RECORD_BYTES", 1_048_576, 1_073_741_824),
+        subtask_buffer_bytes=_whole_number(env, "SUBTASK_BUFFER_BYTES", 134_217_728, 68_719_476_736),
+        subtask_workers=_whole_number(env, "SUBTASK_WORKERS", os.cpu_count() or 1, 256, minimum=0),
         allow_offset_loss=_flag(env, "ALLOW_OFFSET_LOSS"),
     )

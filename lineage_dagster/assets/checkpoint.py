@@ -42,10 +42,12 @@ from dagster import (
 from lineage_dagster import faults
 from lineage_dagster.assets.checks import CHECKS, check_output_name, evaluate_invariants, invariant_check_specs
 from lineage_dagster.ingest.collector import cyclic_gc_paused, skip_cyclic_gc_at_exit
+from lineage_dagster.ingest.workers import Worker, WorkerPool, fork_unavailable_reason, start_worker
 from lineage_dagster.ledger.commit_log import SubtaskFiles
 from lineage_dagster.ledger.paths import S3Location, hour_start
 from lineage_dagster.ledger.plan import CheckpointPlan, plan_checkpoint
 from lineage_dagster.ledger.protocol import commit_checkpoint, fence, resolve_plan
+from lineage_dagster.ledger.store import ObjectStore
 from lineage_dagster.resources.kafka import KafkaResource
 from lineage_dagster.resources.lake import LakeResource
 
@@ -100,14 +102,28 @@ def _run_hour(context: OpExecutionContext) -> datetime:
     return hour_start(datetime.now(UTC))
 
 
+def _step_runs_here(context: OpExecutionContext, op_name: str) -> bool:
+    """Whether the step of op `op_name` runs later in this process (the in-process executor runs
+    steps one after another; other executors run each step in a process of its own)."""
+    step = context.get_step_execution_context()
+    key = f"{step.step.key.rpartition('.')[0]}.{op_name}".lstrip(".")
+    return key in step.execution_plan.step_keys_to_execute
+
+
+def _workers_refused(context: OpExecutionContext, lake: LakeResource) -> str | None:
+    """Why this run's subtasks are not written by forked workers, or None if they are."""
+    if not lake.subtask_workers:
+        return "SUBTASK_WORKERS=0"
+    if not _step_runs_here(context, _subtask_op_name(0)):
+        return "the subtask steps run in processes of their own"
+    return fork_unavailable_reason()
+
+
 def _prepare_subtask(context: OpExecutionContext, kafka: KafkaResource, plan: CheckpointPlan, subtask: int) -> None:
     """Let subtask `subtask` start before its step does, when that step runs later in this process
-    (the in-process executor runs steps one after another; other executors run each step in a
-    process of its own): librdkafka fetches its records in the background, and the modules that
+    without a worker: librdkafka fetches its records in the background, and the modules that
     write Parquet load in a thread while this step finishes."""
-    step = context.get_step_execution_context()
-    next_step = f"{step.step.key.rpartition('.')[0]}.{_subtask_op_name(subtask)}".lstrip(".")
-    if subtask >= plan.parallelism or next_step not in step.execution_plan.step_keys_to_execute:
+    if subtask >= plan.parallelism or not _step_runs_here(context, _subtask_op_name(subtask)):
         return
     kafka.start_reading(plan.ranges_for_subtask(subtask))
     if subtask == 0:
@@ -124,7 +140,7 @@ def _subtask_module() -> ModuleType:
     Its import leaves ~60k objects that live as long as the process, and unpaused it set off a full
     collection of everything Dagster had loaded (~0.25 s of a checkpoint run here). So the collector
     is paused for the import and the objects alive after it are frozen, once per process: later
-    collections skip them."""
+    collections skip them (and forked workers then share their pages with the run process)."""
     with _subtask_module_lock:
         if SUBTASK_MODULE not in sys.modules:
             with cyclic_gc_paused():
@@ -135,6 +151,53 @@ def _subtask_module() -> ModuleType:
 
 def _preload_subtask_module() -> None:
     _subtask_module().warm_up()
+
+
+# Worker processes writing a run's subtasks, by run id, while its subtask steps collect them.
+_worker_pools: dict[str, WorkerPool[SubtaskFiles]] = {}
+
+
+def _subtask_worker_pool(
+    context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource, plan: CheckpointPlan
+) -> WorkerPool[SubtaskFiles]:
+    """Fork the workers of this run's subtasks (SUBTASK_WORKERS at once). Each one writes exactly
+    what its step would, right after a fence check, while the run process tells Dagster."""
+    store = lake.store()
+    own_run_ids = _own_run_ids(context)
+
+    def start(subtask: int) -> Worker[SubtaskFiles]:
+        fence(store, lake.commit_log, plan.checkpoint_id, own_run_ids)
+        return start_worker(
+            f"checkpoint_id={plan.checkpoint_id} subtask={subtask}",
+            lambda: _write_subtask(kafka, lake, store, plan, subtask),
+            after_fork=store.drop_connections,
+        )
+
+    return WorkerPool(plan.parallelism, lake.subtask_workers, start)
+
+
+def _collect_from_worker(workers: WorkerPool[SubtaskFiles], run_id: str, subtask: int) -> tuple[SubtaskFiles, str]:
+    """The files subtask `subtask`'s worker wrote, and where; forgets the pool once it is done."""
+    try:
+        files, worker = workers.collect(subtask)
+    finally:
+        if workers.done:
+            del _worker_pools[run_id]
+    return files, f"in worker process {worker.pid} within {time.monotonic() - worker.started:.2f}s of its start"
+
+
+def _write_subtask(
+    kafka: KafkaResource, lake: LakeResource, store: ObjectStore, plan: CheckpointPlan, subtask: int
+) -> SubtaskFiles:
+    return _subtask_module().write_subtask_files(
+        plan=plan,
+        subtask=subtask,
+        source=kafka,
+        store=store,
+        output=lake.output,
+        dropped=lake.dropped,
+        max_record_bytes=lake.max_record_bytes,
+    )
 
 
 def _own_run_ids(context: OpExecutionContext) -> set[str]:
@@ -173,8 +236,18 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
         source = kafka.record_source()
         hour = _run_hour(context)
 
+        # Subtask workers are forked at the end of this step, once Dagster has stored its outputs.
+        # The Parquet modules load first, in a thread as soon as there is something to write, so
+        # that the workers share those pages instead of each loading them.
+        workers_refused = _workers_refused(context, lake)
+        importing = threading.Thread(target=_subtask_module, name="import-subtask")
+
+        def load_parquet_modules() -> None:
+            if workers_refused is None and importing.ident is None:
+                importing.start()
+
         def make_plan(checkpoint_id: int, committed_ends: dict[int, int]) -> CheckpointPlan:
-            return plan_checkpoint(
+            plan = plan_checkpoint(
                 checkpoint_id=checkpoint_id,
                 topic=kafka.topic,
                 hour=hour,
@@ -187,6 +260,9 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 allow_offset_loss=lake.allow_offset_loss,
                 buffer_bytes=lake.subtask_buffer_bytes,
             )
+            if plan.record_count:
+                load_parquet_modules()
+            return plan
 
         hint = last_committed_hint(context.instance, lake.commit_log, kafka.topic)
         resolved = resolve_plan(store, lake.commit_log, hint, make_plan)
@@ -203,7 +279,10 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 f"checkpoint_id={plan.checkpoint_id} was planned with PARALLELISM={plan.parallelism} but this code "
                 f"location runs {parallelism} subtasks; finish it with PARALLELISM={plan.parallelism}, then change it"
             )
-        _prepare_subtask(context, kafka, plan, 0)
+        if workers_refused is None:
+            load_parquet_modules()  # a stored plan resumed
+        else:
+            _prepare_subtask(context, kafka, plan, 0)
         if plan.hour != hour:
             context.log.warning(
                 f"checkpoint_id={plan.checkpoint_id} was planned for hour {plan.hour:%Y-%m-%d %H}:00; its files go "
@@ -232,6 +311,13 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 "offset_ranges": _ranges_table(plan),
             },
         )
+        if workers_refused is None:
+            importing.join()
+            _worker_pools[context.run_id] = _subtask_worker_pool(context, kafka, lake, plan)
+        else:
+            context.log.debug(
+                f"checkpoint_id={plan.checkpoint_id} subtasks are written without worker processes: {workers_refused}"
+            )
 
     return plan_op
 
@@ -253,25 +339,22 @@ def _subtask_op(subtask: int):  # noqa: ANN202 - a Dagster op definition
         skip_cyclic_gc_at_exit()
         store = lake.store()
         fence(store, lake.commit_log, plan.checkpoint_id, _own_run_ids(context))
-        started = time.monotonic()
-        read_ahead = kafka.is_reading(plan.ranges_for_subtask(subtask))
-        _prepare_subtask(context, kafka, plan, subtask + 1)
-        write_subtask_files = _subtask_module().write_subtask_files
-        files = write_subtask_files(
-            plan=plan,
-            subtask=subtask,
-            source=kafka,
-            store=store,
-            output=lake.output,
-            dropped=lake.dropped,
-            max_record_bytes=lake.max_record_bytes,
-        )
+        workers = _worker_pools.get(context.run_id)
+        if workers is not None and workers.handles(subtask):
+            files, how = _collect_from_worker(workers, context.run_id, subtask)
+        else:
+            started = time.monotonic()
+            read_ahead = kafka.is_reading(plan.ranges_for_subtask(subtask))
+            _prepare_subtask(context, kafka, plan, subtask + 1)
+            files = _write_subtask(kafka, lake, store, plan, subtask)
+            how = f"in {time.monotonic() - started:.2f}s" + (
+                " (its reads started during the previous step)" if read_ahead else ""
+            )
         if subtask == 0:
             faults.reach("during_write")
         context.log.info(
             f"checkpoint_id={plan.checkpoint_id} subtask={subtask} wrote {files.record_count} records "
-            f"({files.dropped_count} dropped) in {len(files.files)} files in {time.monotonic() - started:.2f}s"
-            + (" (its reads started during the previous step)" if read_ahead else "")
+            f"({files.dropped_count} dropped) in {len(files.files)} files {how}"
         )
         return files
 

@@ -29,6 +29,9 @@ class LakeResource(ConfigurableResource):
     max_records_per_checkpoint: int = 1_000_000
     max_record_bytes: int = 1_048_576
     subtask_buffer_bytes: int = 134_217_728
+    # Subtasks written by forked worker processes at once in an in-process run; 0: none, the run's
+    # process writes them one after another.
+    subtask_workers: int = 0
     allow_offset_loss: bool = False
 
     @property

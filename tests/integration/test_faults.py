@@ -1,6 +1,7 @@
 """Exactly-once under faults, against the real Kafka, S3 and Dagster: kill -9 at every step
 boundary, a zombie racing its retry, S3 and Kafka outages, a wiped Dagster instance, retention."""
 
+import re
 import shutil
 import subprocess
 
@@ -45,6 +46,30 @@ def test_kill_9_at_each_step_boundary_then_next_run_converges(lake, dagster_home
     assert first.record_count == 3000, "checkpoint 1 kept its plan across the crash"
     assert read_marker(lake.store, log, 2).record_count == 1000
     assert_exactly_once(lake, 4000)
+
+
+def test_workers_and_the_run_process_write_the_same_objects(lake, dagster_home):
+    """Subtask workers are an execution detail: a retry without them rewrites identical bytes."""
+    lake.produce(5000)
+    crashed = run_checkpoint_cli(lake, dagster_home, LINEAGE_FAULT="after_data:kill")
+    assert crashed.returncode == KILLED, crashed.stderr[-2000:]
+    output = crashed.stdout + crashed.stderr
+    assert len(re.findall(r"subtask=\d wrote \d+ records .* in worker process \d+", output)) == 2, output[-3000:]
+    locations = (lake.settings.output, lake.settings.dropped)
+    by_workers = {
+        (location.bucket, key): lake.store.get(location.bucket, key)
+        for location in locations
+        for key in lake.store.list_keys(location.bucket, f"{location.prefix}/")
+    }
+    assert len(by_workers) == lake.settings.parallelism
+    for bucket, key in by_workers:
+        lake.store.client.delete_object(Bucket=bucket, Key=key)
+
+    retried = succeed(lake, dagster_home, SUBTASK_WORKERS="0")
+    output = retried.stdout + retried.stderr
+    assert "without worker processes: SUBTASK_WORKERS=0" in output and not re.search(r"in worker process \d", output)
+    assert {(bucket, key): lake.store.get(bucket, key) for bucket, key in by_workers} == by_workers
+    assert_exactly_once(lake, 5000)
 
 
 def test_zombie_racing_its_retry_commits_nothing(lake, dagster_home, tmp_path):
