@@ -1,4 +1,5 @@
-"""Output is the same whichever executor runs the steps; only the in-process one reads ahead."""
+"""Output is the same whichever executor runs the steps; only the in-process one reads ahead (or,
+by default, forks subtask workers: tests/integration/test_faults.py compares those)."""
 
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ def data_files(lake, prefix: str) -> dict[str, bytes]:
 
 def test_multiprocess_executor_writes_identical_files_without_reading_ahead(lake, dagster_home, tmp_path):
     lake.produce(3000)
-    in_process = run_checkpoint_cli(lake, dagster_home)
+    in_process = run_checkpoint_cli(lake, dagster_home, SUBTASK_WORKERS="0")
     output = in_process.stdout + in_process.stderr
     assert in_process.returncode == 0, output[-6000:]
     assert output.count(READ_AHEAD) == 2, output[-6000:]
@@ -45,6 +46,7 @@ def test_multiprocess_executor_writes_identical_files_without_reading_ahead(lake
     output = multiprocess.stdout + multiprocess.stderr
     assert multiprocess.returncode == 0, output[-6000:]
     assert "wrote 1500 records" in output and READ_AHEAD not in output, output[-6000:]
+    assert "without worker processes: the subtask steps run in processes of their own" in output, output[-6000:]
 
     mine, theirs = data_files(lake, f"{lake.name}/output"), data_files(lake, f"{other}/output")
     assert sorted(mine) == ["part-00000001-0.parquet", "part-00000001-1.parquet"]
