@@ -92,6 +92,9 @@ class Worker(Generic[T]):
         try:
             while chunk := os.read(self.pipe, 1 << 20):
                 chunks.append(chunk)
+        except BaseException:  # e.g. the run is being terminated: stop the worker too
+            os.kill(self.pid, signal.SIGKILL)
+            raise
         finally:
             os.close(self.pipe)
             _, status = os.waitpid(self.pid, 0)
