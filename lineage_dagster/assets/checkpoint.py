@@ -57,6 +57,9 @@ COMMIT_LOG_KEY = AssetKey("write_ahead_commit_log")
 CHECKPOINT_ASSET_KEYS = (AssetKey("checkpoint_plan"), AssetKey("enriched_events"), COMMIT_LOG_KEY)
 CHECKPOINT_TAG = "lineage/checkpoint_id"
 SUBTASK_MODULE = "lineage_dagster.ingest.subtask"  # polars, numpy: loaded only for a run with data
+# Below this many records per subtask, forking workers (each starts its own Kafka consumer, S3
+# connections and polars thread pool) saved no time in A/B runs here and cost CPU.
+MIN_RECORDS_PER_WORKER = 100_000
 
 _RANGES_SCHEMA = TableSchema(
     columns=[
@@ -237,8 +240,8 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
         hour = _run_hour(context)
 
         # Subtask workers are forked at the end of this step, once Dagster has stored its outputs.
-        # The Parquet modules load first, in a thread as soon as there is something to write, so
-        # that the workers share those pages instead of each loading them.
+        # The Parquet modules load first, in a thread as soon as the plan has enough records for
+        # workers, so that the workers share those pages instead of each loading them.
         workers_refused = _workers_refused(context, lake)
         importing = threading.Thread(target=_subtask_module, name="import-subtask")
 
@@ -260,7 +263,7 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 allow_offset_loss=lake.allow_offset_loss,
                 buffer_bytes=lake.subtask_buffer_bytes,
             )
-            if plan.record_count:
+            if plan.record_count >= MIN_RECORDS_PER_WORKER * plan.parallelism:
                 load_parquet_modules()
             return plan
 
@@ -279,6 +282,8 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 f"checkpoint_id={plan.checkpoint_id} was planned with PARALLELISM={plan.parallelism} but this code "
                 f"location runs {parallelism} subtasks; finish it with PARALLELISM={plan.parallelism}, then change it"
             )
+        if workers_refused is None and plan.record_count < MIN_RECORDS_PER_WORKER * plan.parallelism:
+            workers_refused = f"{plan.record_count} records, fewer than {MIN_RECORDS_PER_WORKER} per subtask"
         if workers_refused is None:
             load_parquet_modules()  # a stored plan resumed
         else:

@@ -33,6 +33,7 @@ def test_three_checkpoints_while_producing(lake, dagster_home):
         result = run_checkpoint_cli(lake, dagster_home)
         output = result.stdout + result.stderr
         assert result.returncode == 0, output[-6000:]
+        assert "without worker processes" in output and "fewer than 100000 per subtask" in output, output[-6000:]
         for check in ("offsets_contiguous", "files_exist", "row_counts_match"):  # read back from S3
             assert f"Asset check '{check}' on 'write_ahead_commit_log' passed" in output, output[-6000:]
     more.join()

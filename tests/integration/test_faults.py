@@ -9,6 +9,7 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from lineage_dagster.assets.checkpoint import MIN_RECORDS_PER_WORKER
 from lineage_dagster.ledger.paths import plan_key, subtask_log_key
 from lineage_dagster.ledger.protocol import checkpoint_ids, read_marker, read_plan
 from lineage_dagster.ledger.verify import verify_ledger
@@ -50,7 +51,8 @@ def test_kill_9_at_each_step_boundary_then_next_run_converges(lake, dagster_home
 
 def test_workers_and_the_run_process_write_the_same_objects(lake, dagster_home):
     """Subtask workers are an execution detail: a retry without them rewrites identical bytes."""
-    lake.produce(5000)
+    records = MIN_RECORDS_PER_WORKER * lake.settings.parallelism  # fewer are written without workers
+    lake.produce(records)
     crashed = run_checkpoint_cli(lake, dagster_home, LINEAGE_FAULT="after_data:kill")
     assert crashed.returncode == KILLED, crashed.stderr[-2000:]
     output = crashed.stdout + crashed.stderr
@@ -69,7 +71,7 @@ def test_workers_and_the_run_process_write_the_same_objects(lake, dagster_home):
     output = retried.stdout + retried.stderr
     assert "without worker processes: SUBTASK_WORKERS=0" in output and not re.search(r"in worker process \d", output)
     assert {(bucket, key): lake.store.get(bucket, key) for bucket, key in by_workers} == by_workers
-    assert_exactly_once(lake, 5000)
+    assert_exactly_once(lake, records)
 
 
 def test_zombie_racing_its_retry_commits_nothing(lake, dagster_home, tmp_path):
