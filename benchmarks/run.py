@@ -405,7 +405,7 @@ def main() -> int:
                 "pipeline rate",
                 f"{pipeline_rate:,.0f} records/s (median of 3 x {meta['records']:,})",
                 ">= 0.6x raw, >= 400k/s/core",
-                f"{pipeline_rate / raw_rate:.2f}x raw; {per_core:,.0f}/CPU-s",
+                f"{pipeline_rate / raw_rate:.3f}x raw; {per_core:,.0f}/CPU-s",
             )
         )
         rows.append(
