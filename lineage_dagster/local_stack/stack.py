@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -370,9 +371,20 @@ class LocalStack:
             return False
         try:
             self.s3_client().list_buckets()
+            return self._volumes_registered()
         except Exception:  # noqa: BLE001 - not ready yet, whatever the reason
             return False
-        return True
+
+    def _volumes_registered(self) -> bool:
+        """After a restart, S3 answers listings before the master knows the volumes already on disk,
+        and reads of existing objects then fail with InternalError: wait until it knows them all."""
+        on_disk = len(list((self.data_dir / "seaweedfs" / "data").glob("*.dat")))
+        if not on_disk:
+            return True
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.config.weed_master_port}/dir/status", timeout=5) as response:
+            topology = json.load(response)["Topology"]
+        nodes = [node for center in topology["DataCenters"] for rack in center["Racks"] for node in rack["DataNodes"]]
+        return sum(node["Volumes"] for node in nodes) >= on_disk
 
     # -- topic and bucket ------------------------------------------------------------------------
     def create_bucket(self, bucket: str) -> None:
