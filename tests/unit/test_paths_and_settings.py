@@ -1,3 +1,4 @@
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -46,6 +47,8 @@ def test_defaults_are_the_seeds():
     assert str(settings.commit_log) == "s3://flink-data/write-ahead-commit-log"
     assert str(settings.dropped) == "s3://flink-data/dropped"
     assert settings.parallelism == 2
+    assert settings.subtask_workers == (os.cpu_count() or 1)
+    assert load_settings({"SUBTASK_WORKERS": "0"}).subtask_workers == 0  # off: no worker processes
 
 
 @pytest.mark.parametrize(
@@ -57,6 +60,7 @@ def test_defaults_are_the_seeds():
         ({"WRITE_AHEAD_COMMIT_LOG_PATH": "s3://x"}, "WRITE_AHEAD_COMMIT_LOG_PATH"),
         ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL"),
         ({"MAX_RECORDS_PER_CHECKPOINT": "-5"}, "MAX_RECORDS_PER_CHECKPOINT"),
+        ({"SUBTASK_WORKERS": "-1"}, "SUBTASK_WORKERS=-1 must be between 0 and 256"),
         ({"OUTPUT_PATH": "s3://bk1/lake", "WRITE_AHEAD_COMMIT_LOG_PATH": "s3://bk1/lake/log"}, "WRITE_AHEAD_COMMIT_LOG_PATH"),
     ],
 )
