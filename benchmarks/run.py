@@ -94,21 +94,21 @@ def timed_process(args: list[str], env: dict[str, str]) -> ProcessRun:
     started = time.perf_counter()
     process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak_tree = 0
+    exited = threading.Event()
 
     def sample_tree() -> None:
         nonlocal peak_tree
-        while process.returncode is None:
+        while not exited.wait(0.1):
             peak_tree = max(peak_tree, _resident_bytes(_process_tree(process.pid)))
-            time.sleep(0.1)
 
     sampler = threading.Thread(target=sample_tree, daemon=True)
     sampler.start()
     output = process.stdout.read() if process.stdout else ""
     _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    exited.set()
     sampler.join()
     elapsed = time.perf_counter() - started
-    if process.returncode != 0:
+    if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{output[-3000:]}")
     peak_mib = max(usage.ru_maxrss // 1024, peak_tree >> 20)
     return ProcessRun(elapsed, usage.ru_utime + usage.ru_stime, peak_mib, usage.ru_minflt, output)

@@ -122,6 +122,13 @@ def _workers_refused(context: OpExecutionContext, lake: LakeResource) -> str | N
     return fork_unavailable_reason()
 
 
+def _too_small_for_workers(plan: CheckpointPlan) -> str | None:
+    """Why the plan is too small for subtask workers, or None if it is large enough."""
+    if plan.record_count < MIN_RECORDS_PER_WORKER * plan.parallelism:
+        return f"{plan.record_count} records, fewer than {MIN_RECORDS_PER_WORKER} per subtask"
+    return None
+
+
 def _prepare_subtask(context: OpExecutionContext, kafka: KafkaResource, plan: CheckpointPlan, subtask: int) -> None:
     """Let subtask `subtask` start before its step does, when that step runs later in this process
     without a worker: librdkafka fetches its records in the background, and the modules that
@@ -263,7 +270,7 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 allow_offset_loss=lake.allow_offset_loss,
                 buffer_bytes=lake.subtask_buffer_bytes,
             )
-            if plan.record_count >= MIN_RECORDS_PER_WORKER * plan.parallelism:
+            if _too_small_for_workers(plan) is None:
                 load_parquet_modules()
             return plan
 
@@ -282,10 +289,9 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 f"checkpoint_id={plan.checkpoint_id} was planned with PARALLELISM={plan.parallelism} but this code "
                 f"location runs {parallelism} subtasks; finish it with PARALLELISM={plan.parallelism}, then change it"
             )
-        if workers_refused is None and plan.record_count < MIN_RECORDS_PER_WORKER * plan.parallelism:
-            workers_refused = f"{plan.record_count} records, fewer than {MIN_RECORDS_PER_WORKER} per subtask"
+        workers_refused = workers_refused or _too_small_for_workers(plan)
         if workers_refused is None:
-            load_parquet_modules()  # a stored plan resumed
+            load_parquet_modules()  # already loading unless a stored plan was resumed
         else:
             _prepare_subtask(context, kafka, plan, 0)
         if plan.hour != hour:
