@@ -324,7 +324,12 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
         )
         if workers_refused is None:
             importing.join()
-            _worker_pools[context.run_id] = _subtask_worker_pool(context, kafka, lake, plan)
+            workers = _worker_pools[context.run_id] = _subtask_worker_pool(context, kafka, lake, plan)
+            context.log.info(
+                f"checkpoint_id={plan.checkpoint_id} subtasks are written by worker processes (SUBTASK_WORKERS="
+                f"{lake.subtask_workers} at once); started: "
+                + ", ".join(f"subtask={subtask} pid={worker.pid}" for subtask, worker in workers.running.items())
+            )
         else:
             context.log.debug(
                 f"checkpoint_id={plan.checkpoint_id} subtasks are written without worker processes: {workers_refused}"

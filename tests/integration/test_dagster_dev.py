@@ -1,9 +1,10 @@
 """The real schedule: `dagster dev` (webserver + daemon) ticks every minute and commits checkpoints
-one after the other; a run killed with -9 is detected by run monitoring and retried; the
-webserver's GraphQL API shows the assets and the checkpoint metadata."""
+one after the other; a run killed with -9 while its subtask workers write is detected by run
+monitoring and retried; the webserver's GraphQL API shows the assets and the checkpoint metadata."""
 
 import itertools
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -12,7 +13,8 @@ import time
 import requests
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from lineage_dagster.ledger.verify import committed_checkpoints
+from lineage_dagster.assets.checkpoint import MIN_RECORDS_PER_WORKER
+from lineage_dagster.ledger.verify import committed_checkpoints, verify_ledger
 from tests.conftest import BIN
 
 UI_PORT = 23000
@@ -60,6 +62,10 @@ def webserver_up() -> bool:
 
 
 def test_schedule_commits_consecutive_checkpoints_and_ui_shows_them(lake, dagster_home, tmp_path):
+    # A backlog large enough for subtask workers: the first scheduled run forks them from a run
+    # process the daemon launched, and dies with kill -9 while they write.
+    backlog = MIN_RECORDS_PER_WORKER * lake.settings.parallelism
+    lake.produce(backlog)
     stop_producing = threading.Event()
 
     def trickle():
@@ -75,7 +81,8 @@ def test_schedule_commits_consecutive_checkpoints_and_ui_shows_them(lake, dagste
             **lake.env,
             "PATH": f"{BIN}:{os.environ['PATH']}",
             "DAGSTER_HOME": str(dagster_home),
-            # The first run dies with kill -9 halfway through its data writes; later runs pass.
+            # The first run dies with kill -9 in its first subtask step, after its workers were forked;
+            # later runs pass.
             "LINEAGE_FAULT": f"during_write:kill:{tmp_path / 'killed-once'}",
         },
         stdout=log,
@@ -126,8 +133,16 @@ def test_schedule_commits_consecutive_checkpoints_and_ui_shows_them(lake, dagste
     killed = records[0].dagster_run
     assert killed.status == DagsterRunStatus.FAILURE, "run monitoring marked the killed run failed"
     assert any(r.dagster_run.tags.get("dagster/parent_run_id") == killed.run_id for r in records), "it was retried"
+    killed_log = "\n".join(entry.user_message for entry in instance.all_logs(killed.run_id))
+    worker_pids = re.findall(r"subtask=\d pid=(\d+)", killed_log)
+    at_once = min(lake.settings.parallelism, lake.settings.subtask_workers)
+    assert len(worker_pids) == at_once, "the killed run forked its subtask workers"
+    assert markers[0].record_count >= backlog
     finished = [r for r in records if r.dagster_run.status == DagsterRunStatus.SUCCESS]
     assert len(finished) >= 2
     for before, after in itertools.pairwise(finished):
         assert after.start_time >= before.end_time, "checkpoint runs never overlap"
     assert all(r.dagster_run.tags.get("lineage/checkpoint_id") for r in finished)
+    report = verify_ledger(lake.store, lake.settings.commit_log, [lake.settings.output, lake.settings.dropped], deep=True)
+    assert report.ok, report.violations
+    assert report.rows_read == report.records >= backlog
