@@ -3,7 +3,7 @@
 from dagster import Definitions
 
 from lineage_dagster.assets import build_checkpoint_assets
-from lineage_dagster.resources import build_resources
+from lineage_dagster.resources import build_resources, step_output_files
 from lineage_dagster.sensors import build_checkpoint_job, catch_up_sensor, checkpoint_schedule
 from lineage_dagster.settings import load_settings
 
@@ -14,5 +14,6 @@ defs = Definitions(
     jobs=[build_checkpoint_job()],
     schedules=[checkpoint_schedule],
     sensors=[catch_up_sensor],
-    resources=build_resources(settings),
+    # materialize_to_memory brings its own IO manager, so build_resources leaves it out.
+    resources={**build_resources(settings), "io_manager": step_output_files},
 )

@@ -5,9 +5,10 @@ from dagster_aws.s3 import S3Resource
 
 from lineage_dagster.resources.kafka import KafkaResource
 from lineage_dagster.resources.lake import LakeResource
+from lineage_dagster.resources.step_outputs import step_output_files
 from lineage_dagster.settings import Settings
 
-__all__ = ["KafkaResource", "LakeResource", "build_resources"]
+__all__ = ["KafkaResource", "LakeResource", "build_resources", "step_output_files"]
 
 
 def _secret(name: str, value: str | None) -> str | EnvVar | None:
