@@ -206,7 +206,8 @@ def _write_subtask(
         store=store,
         output=lake.output,
         dropped=lake.dropped,
-        max_record_bytes=lake.max_record_bytes,
+        # The plan's limit (plans stored before it had one: the setting's).
+        max_record_bytes=plan.max_record_bytes or lake.max_record_bytes,
     )
 
 
@@ -269,6 +270,7 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 planned_at_ms=_now_ms(),
                 allow_offset_loss=lake.allow_offset_loss,
                 buffer_bytes=lake.subtask_buffer_bytes,
+                max_record_bytes=lake.max_record_bytes,
             )
             if _too_small_for_workers(plan) is None:
                 load_parquet_modules()

@@ -39,6 +39,9 @@ class CheckpointPlan:
     # SUBTASK_BUFFER_BYTES when planned: fixed here so every attempt splits files at the same
     # offsets. None in plans stored before it existed: they are finished unsplit, as planned.
     buffer_bytes: int | None = None
+    # MAX_RECORD_BYTES when planned, for the same reason: a retry that rewrites some subtasks must
+    # drop exactly the records the first attempt did. None in plans stored before it existed.
+    max_record_bytes: int | None = None
 
     @property
     def record_count(self) -> int:
@@ -78,6 +81,7 @@ class CheckpointPlan:
             ranges=tuple(PartitionRange(**r) for r in body["ranges"]),
             lost=tuple(PartitionRange(**r) for r in body.get("lost", ())),
             buffer_bytes=body.get("buffer_bytes"),
+            max_record_bytes=body.get("max_record_bytes"),
         )
 
 
@@ -116,6 +120,7 @@ def plan_checkpoint(
     planned_at_ms: int,
     allow_offset_loss: bool = False,
     buffer_bytes: int | None = None,
+    max_record_bytes: int | None = None,
 ) -> CheckpointPlan:
     """Plan checkpoint N: each partition from its last committed end up to its high watermark.
 
@@ -160,4 +165,5 @@ def plan_checkpoint(
         ranges=ranges,
         lost=tuple(lost),
         buffer_bytes=buffer_bytes,
+        max_record_bytes=max_record_bytes,
     )

@@ -216,3 +216,22 @@ def test_large_bad_records_are_split_within_the_buffer_and_a_retry_rewrites_the_
     assert len(holding) == 1
     uri = holding[0].split(": ", 1)[1].split(" ")[0]
     assert offset in read(uri)["kafka_offset"].to_list()
+
+
+def test_a_retry_drops_by_the_record_size_limit_its_plan_was_made_with(lake, dagster_home):
+    """MAX_RECORD_BYTES is fixed in the plan like SUBTASK_BUFFER_BYTES: a retry under another
+    setting drops exactly what the first attempt would have, and the next checkpoint uses the new one."""
+    lake.produce(1000)  # seed records are ~43 bytes: all over a 40-byte limit
+    crashed = run_checkpoint_cli(lake, dagster_home, MAX_RECORD_BYTES="40", LINEAGE_FAULT="after_plan:kill")
+    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    retried = run_checkpoint_cli(lake, dagster_home)
+    assert retried.returncode == 0, retried.stderr[-3000:]
+    first = read_marker(lake.store, lake.settings.commit_log, 1)
+    assert (first.record_count, first.dropped_count) == (0, 1000)
+    dropped = pl.concat(pl.read_parquet(io.BytesIO(lake.store.get(*split_uri(uri)))) for uri in first.files if "/dropped/" in uri)
+    assert dropped["error"].str.contains("exceeds MAX_RECORD_BYTES=40").all()
+
+    lake.produce(500)
+    assert run_checkpoint_cli(lake, dagster_home).returncode == 0
+    second = read_marker(lake.store, lake.settings.commit_log, 2)
+    assert (second.record_count, second.dropped_count) == (500, 0)

@@ -1,3 +1,5 @@
+import dataclasses
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -77,6 +79,14 @@ def test_partitions_are_dealt_round_robin_to_subtasks():
 def test_plan_round_trips_through_json():
     plan = make_plan({0: 1}, {0: (0, 5), 1: (0, 2)})
     assert CheckpointPlan.from_json(plan.to_json()) == plan
+
+
+def test_plan_keeps_the_record_size_limit_it_was_planned_with():
+    plan = dataclasses.replace(make_plan({}, {0: (0, 5)}), max_record_bytes=40)
+    assert CheckpointPlan.from_json(plan.to_json()).max_record_bytes == 40
+    body = json.loads(plan.to_json())
+    del body["max_record_bytes"]  # a plan stored before the field existed
+    assert CheckpointPlan.from_json(json.dumps(body).encode()).max_record_bytes is None
 
 
 def test_operator_can_skip_deleted_offsets_and_the_plan_records_them():
