@@ -206,8 +206,8 @@ def _write_subtask(
         store=store,
         output=lake.output,
         dropped=lake.dropped,
-        # The plan's limit (plans stored before it had one: the setting's).
-        max_record_bytes=plan.max_record_bytes or lake.max_record_bytes,
+        # The plan's limit; plans stored before it had one use the setting.
+        max_record_bytes=lake.max_record_bytes if plan.max_record_bytes is None else plan.max_record_bytes,
     )
 
 
