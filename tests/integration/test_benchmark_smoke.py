@@ -1,0 +1,39 @@
+"""A tiny run of the benchmark script, so it keeps working between the runs kept in docs/benchmarks.md."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).parents[2]
+# Its own stack: clear of the test stack (20000), the README run (40000) and their SeaweedFS gRPC
+# ports, 10000 above each HTTP port.
+PORT_OFFSET = 17000
+FIGURES = {
+    "raw consume",
+    "decode stage",
+    "pipeline rate",
+    "data path, warm process",
+    "run with data, fixed",
+    "records in a fresh run",
+    "checkpoint by CLI",
+    "empty checkpoint",
+    "memory, 1M checkpoint",
+}
+
+
+def test_benchmark_prints_every_figure_of_a_small_run(tmp_path):
+    command = [sys.executable, "benchmarks/run.py", "--records", "5000", "--port-offset", str(PORT_OFFSET)]
+    result = subprocess.run(
+        [*command, "--data-dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert {cells[0].strip() for cells in rows} == FIGURES | {"figure"}, result.stdout[-3000:]
+    pipeline = next(cells for cells in rows if cells[0].strip() == "pipeline rate")
+    assert "x raw" in pipeline[3] and "/CPU-s" in pipeline[3]
+    assert "cores, Python" in result.stdout and "steps of the median" in result.stdout
