@@ -12,6 +12,7 @@ FIGURES = {
     "raw consume",
     "decode stage",
     "pipeline rate",
+    "raw consume, paired",
     "data path, warm process",
     "run with data, fixed",
     "records in a fresh run",
