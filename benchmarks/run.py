@@ -126,7 +126,7 @@ def raw_consume(
     source = KafkaRecordSource({"bootstrap.servers": bootstrap}, topic)
     everything = [PartitionRange(p, low, high) for p, (low, high) in source.watermarks().items()]
     timings, cpu_times, values = [], [], []
-    for timed in [False] * warm_up + [True] * passes:
+    for timed in ([False] if warm_up else []) + [True] * passes:
         consumer = source.start_reading(everything)
         seen = 0
         gc.disable()
