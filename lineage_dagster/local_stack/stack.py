@@ -34,30 +34,38 @@ class StackError(RuntimeError):
 
 @dataclass(frozen=True)
 class StackConfig:
+    """Every port the stack listens on. SeaweedFS's gRPC ports are set one above each HTTP port
+    (its own default is 10000 above), so a stack spans 8333-9389 plus its offset and stacks at
+    offsets up to ~23000 stay below the kernel's ephemeral range, where any client connection's
+    local port can take a listening port away."""
+
     data_dir: Path
     kafka_port: int = 9092
     controller_port: int = 9093
     s3_port: int = 8333
+    s3_grpc_port: int = 8334
     weed_master_port: int = 9333
+    weed_master_grpc_port: int = 9334
     weed_volume_port: int = 9340
+    weed_volume_grpc_port: int = 9341
     weed_filer_port: int = 9388
+    weed_filer_grpc_port: int = 9389
     topic: str = "lineage-input"
     partitions: int = 10
     bucket: str = "flink-data"
 
     def shifted(self, offset: int, data_dir: Path) -> StackConfig:
-        """The same stack on ports moved by `offset` (the test suite uses +20000). SeaweedFS also
-        listens for gRPC 10000 above each HTTP port, so offsets of two stacks must not differ by 10000."""
-        return replace(
-            self,
-            data_dir=data_dir,
-            kafka_port=self.kafka_port + offset,
-            controller_port=self.controller_port + offset,
-            s3_port=self.s3_port + offset,
-            weed_master_port=self.weed_master_port + offset,
-            weed_volume_port=self.weed_volume_port + offset,
-            weed_filer_port=self.weed_filer_port + offset,
-        )
+        """The same stack on every port moved by `offset` (the test suite uses +20000)."""
+        return replace(self, data_dir=data_dir, **{name: port + offset for name, port in self.named_ports().items()})
+
+    def named_ports(self) -> dict[str, int]:
+        return {name: value for name, value in vars(self).items() if name.endswith("_port")}
+
+    def service_ports(self, service: str) -> list[int]:
+        """The ports of `service` ("kafka" or "seaweedfs")."""
+        kafka = {"kafka_port", "controller_port"}
+        ports = self.named_ports()
+        return [port for name, port in ports.items() if (name in kafka) == (service == "kafka")]
 
 
 def default_data_dir() -> Path:
@@ -74,6 +82,26 @@ def _service_env() -> dict[str, str]:
     this stack's own secret whenever they were set: a user's own AWS credentials, or another
     stack's `stack.env` sourced in the same shell."""
     return {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+
+
+def _port_bindable(port: int) -> bool:
+    """Whether a server can listen on `port` now, asked the way Kafka and SeaweedFS bind (with
+    SO_REUSEADDR). Unlike connecting, this also sees a client connection's local port."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _ephemeral_port_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def _port_open(port: int) -> bool:
@@ -229,10 +257,12 @@ class LocalStack:
         return pid if pid and _pid_alive(pid) else None
 
     def _spawn(self, name: str, args: list[str], cwd: Path) -> Path:
-        busy = [port for port in self._ports(name) if _port_open(port)]
+        busy = [port for port in self.config.service_ports(name) if not _port_bindable(port)]
         if busy:
+            low, high = _ephemeral_port_range()
             raise StackError(
-                f"cannot start {name}: ports {busy} on 127.0.0.1 are taken by another process; "
+                f"cannot start {name}: ports {busy} on 127.0.0.1 are in use by another process "
+                f"(a server, or a connection's local port: the kernel gives those out from {low}-{high}); "
                 "stop it, or run this stack on other ports with --port-offset"
             )
         log_file = self.data_dir / f"{name}.log"
@@ -342,8 +372,13 @@ class LocalStack:
                 f"-master.port={c.weed_master_port}",
                 f"-volume.port={c.weed_volume_port}",
                 f"-filer.port={c.weed_filer_port}",
+                f"-master.port.grpc={c.weed_master_grpc_port}",
+                f"-volume.port.grpc={c.weed_volume_grpc_port}",
+                f"-filer.port.grpc={c.weed_filer_grpc_port}",
+                "-master.telemetry=false",  # a local stack does not report to seaweedfs.com
                 "-s3",
                 f"-s3.port={c.s3_port}",
+                f"-s3.port.grpc={c.s3_grpc_port}",
                 f"-s3.config={config_file}",
                 "-s3.port.iceberg=0",
                 "-s3.port.lance=0",
@@ -446,14 +481,8 @@ class LocalStack:
         self._pid_file(name).unlink(missing_ok=True)
         # The kernel closes a dead process's sockets a moment later; a restart must not race that.
         deadline = time.monotonic() + 10
-        while any(_port_open(port) for port in self._ports(name)) and time.monotonic() < deadline:
+        while any(_port_open(port) for port in self.config.service_ports(name)) and time.monotonic() < deadline:
             time.sleep(0.1)
-
-    def _ports(self, name: str) -> list[int]:
-        c = self.config
-        if name == "kafka":
-            return [c.kafka_port, c.controller_port]
-        return [c.s3_port, c.weed_master_port, c.weed_volume_port, c.weed_filer_port]
 
     def down(self) -> None:
         for name in ("seaweedfs", "kafka"):

@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).parents[2]
-# Its own stack: clear of the test stack (20000), the README run (40000) and their SeaweedFS gRPC
-# ports, 10000 above each HTTP port.
+# Its own stack, clear of the test stack (20000) and the README run's (12000);
+# tests/unit/test_local_stack_ports.py checks it.
 PORT_OFFSET = 17000
 FIGURES = {
     "raw consume",

@@ -14,9 +14,10 @@ from botocore.exceptions import ClientError
 from lineage_dagster.local_stack import LocalStack, StackConfig
 
 REPO = Path(__file__).parents[2]
-# Clear of the developer stack (0) and the test stack (20000), and of their SeaweedFS gRPC ports,
-# which sit 10000 above each HTTP port.
-PORT_OFFSET = 40000
+# Clear of the developer stack (0), the test stack (20000) and the benchmark smoke test's (17000);
+# tests/unit/test_local_stack_ports.py checks it.
+PORT_OFFSET = 12000
+UI_PORT = PORT_OFFSET + 3000
 
 
 def readme_command(title: str) -> str:
@@ -40,7 +41,7 @@ def test_readme_run_command_lands_files_within_three_minutes(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "LINEAGE_", "VIRTUAL_ENV"))}
     # A shell where another stack's stack.env is sourced: the services must keep this stack's secret.
     env |= {"AWS_ACCESS_KEY_ID": "lineage-local", "AWS_SECRET_ACCESS_KEY": "another-stacks-secret"}
-    env["LINEAGE_DEV_ARGS"] = f"--data-dir {data_dir} --port-offset {PORT_OFFSET} --port {PORT_OFFSET + 3000} --stop-services"
+    env["LINEAGE_DEV_ARGS"] = f"--data-dir {data_dir} --port-offset {PORT_OFFSET} --port {UI_PORT} --stop-services"
     started = time.monotonic()
     log = (tmp_path / "run.log").open("w")
     process = subprocess.Popen(
