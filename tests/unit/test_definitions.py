@@ -106,3 +106,15 @@ def test_the_parquet_modules_load_without_a_full_collection_and_stay_frozen(tmp_
     )
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "lineage_dagster.ingest.subtask full collections: 0 frozen: True collector on: True"
+
+
+def test_loading_the_code_location_leaves_the_record_path_modules_unloaded(tmp_path):
+    # Every webserver, daemon and run process loads the definitions; most runs read no records.
+    script = tmp_path / "load.py"
+    script.write_text(
+        "import sys\n"
+        "import lineage_dagster.definitions\n"
+        "print(sorted(m for m in ('numpy', 'polars', 'fastavro') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-W", "ignore", str(script)], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
