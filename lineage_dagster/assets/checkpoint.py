@@ -9,7 +9,6 @@ Steps hand each other the plan and file lists as plain op outputs, not asset inp
 without a partition (`dagster job execute`) works and a re-execution reuses its parent's plan.
 """
 
-import gc
 import importlib
 import sys
 import threading
@@ -41,7 +40,7 @@ from dagster import (
 
 from lineage_dagster import faults
 from lineage_dagster.assets.checks import CHECKS, check_output_name, evaluate_invariants, invariant_check_specs
-from lineage_dagster.ingest.collector import cyclic_gc_paused, skip_cyclic_gc_at_exit
+from lineage_dagster.ingest.collector import build_long_lived, skip_cyclic_gc_at_exit
 from lineage_dagster.ingest.workers import Worker, WorkerPool, fork_unavailable_reason, start_worker
 from lineage_dagster.ledger.commit_log import SubtaskFiles
 from lineage_dagster.ledger.paths import S3Location, hour_start
@@ -145,17 +144,10 @@ _subtask_module_lock = threading.Lock()
 
 def _subtask_module() -> ModuleType:
     """The module that writes Parquet, imported on first use: it brings polars and numpy, which a
-    run with nothing new never needs.
-
-    Its import leaves ~60k objects that live as long as the process, and unpaused it set off a full
-    collection of everything Dagster had loaded (~0.25 s of a checkpoint run here). So the collector
-    is paused for the import and the objects alive after it are frozen, once per process: later
-    collections skip them (and forked workers then share their pages with the run process)."""
+    run with nothing new never needs. Its ~60k objects are built and frozen once per process."""
     with _subtask_module_lock:
         if SUBTASK_MODULE not in sys.modules:
-            with cyclic_gc_paused():
-                importlib.import_module(SUBTASK_MODULE)
-            gc.freeze()
+            build_long_lived(lambda: importlib.import_module(SUBTASK_MODULE))
     return sys.modules[SUBTASK_MODULE]
 
 

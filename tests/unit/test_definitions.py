@@ -118,3 +118,19 @@ def test_loading_the_code_location_leaves_the_record_path_modules_unloaded(tmp_p
     )
     result = subprocess.run([sys.executable, "-W", "ignore", str(script)], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_s3_client_is_built_without_a_full_collection_once_per_configuration(tmp_path):
+    script = tmp_path / "first_step.py"
+    script.write_text(
+        "import gc\n"
+        "from lineage_dagster.resources.lake import _client_for\n"
+        "config = (('endpoint_url', 'http://127.0.0.1:1'), ('region_name', 'us-east-1'))\n"
+        "full = []\n"
+        "gc.callbacks.append(lambda phase, info: phase == 'stop' and info['generation'] == 2 and full.append(info))\n"
+        "client = _client_for(config)\n"
+        "assert _client_for(config) is client\n"
+        "print('full collections:', len(full), 'frozen:', gc.get_freeze_count() > 0, 'collector on:', gc.isenabled())\n"
+    )
+    result = subprocess.run([sys.executable, "-W", "ignore", str(script)], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "full collections: 0 frozen: True collector on: True"
