@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/run.py --backlog 10000000  # also drain a 10M backlog, verify --deep it
     .venv/bin/python benchmarks/run.py --sustained 300     # also 50,000 msg/s for 5 minutes, real schedule
     .venv/bin/python benchmarks/run.py --large-records 1200  # also drain 1200 MiB of 900 KB bad records
+    .venv/bin/python benchmarks/run.py --rounds 7          # medians of 7 rounds instead of 3: less noise
 
 Brings up its own Kafka + S3 (ports 15000 above the defaults, data in /tmp/lineage-bench) and stops
 them at the end. Not part of the test suite; docs/benchmarks.md keeps the latest table.
@@ -347,9 +348,17 @@ def main() -> int:
     parser.add_argument(
         "--large-records", type=int, default=0, metavar="MIB", help="also drain this many MiB of 900 KB undecodable records"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of the 1M, empty, trivial and 100-record runs whose medians are printed (more: less noise)",
+    )
     parser.add_argument("--port-offset", type=int, default=15000)
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/lineage-bench"))
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     stack = LocalStack(StackConfig(data_dir=args.data_dir).shifted(args.port_offset, args.data_dir))
     stack_env = stack.up()
@@ -381,7 +390,7 @@ def main() -> int:
 
         # A deployed instance already has its SQLite storage: create it (and warm the imports) first.
         timed_process(trivial_job, env)
-        # The machine is shared and noisy: three rounds of a 1M checkpoint, a no-op run and the
+        # The machine is shared and noisy: --rounds rounds of a 1M checkpoint, a no-op run and the
         # yardstick job, medians kept (a new million is produced before each later round).
         # A tiny checkpoint (100 records) separates what any run with data costs from what each
         # record costs.
@@ -389,7 +398,7 @@ def main() -> int:
         # to raw consume compares the two under the same load of the shared machine.
         fulls: list[tuple[ProcessRun, dict]] = []
         empties, trivials, tinies, paired_raw_s = [], [], [], []
-        for round_number in range(3):
+        for round_number in range(args.rounds):
             if round_number:
                 produce_events({"bootstrap.servers": bootstrap}, topic, rate=None, count=args.records)
             paired_raw_s.append(raw_consume(bootstrap, topic, args.records, passes=1, warm_up=False)[0])
@@ -398,7 +407,7 @@ def main() -> int:
             trivials.append(timed_process(trivial_job, env))
             produce_events({"bootstrap.servers": bootstrap}, topic, rate=None, count=100)
             tinies.append(checkpoint(env)[0])
-        full, meta = sorted(fulls, key=lambda run: run[0].wall_s)[1]
+        full, meta = sorted(fulls, key=lambda run: run[0].wall_s)[len(fulls) // 2]
         empty_wall = statistics.median(r.wall_s for r in empties)
         trivial_wall = statistics.median(r.wall_s for r in trivials)
         # CPU a checkpoint run took beyond a run with nothing to do, per million records.
@@ -409,7 +418,7 @@ def main() -> int:
         rows.append(
             (
                 "pipeline rate",
-                f"{pipeline_rate:,.0f} records/s (median of 3 x {meta['records']:,})",
+                f"{pipeline_rate:,.0f} records/s (median of {args.rounds} x {meta['records']:,})",
                 ">= 0.6x raw, >= 400k/s/core",
                 f"{pipeline_rate / raw_rate:.3f}x raw ({paired_ratio:.3f}x paired); {per_core:,.0f}/CPU-s",
             )
@@ -417,7 +426,7 @@ def main() -> int:
         rows.append(
             (
                 "raw consume, paired",
-                f"{args.records / statistics.median(paired_raw_s):,.0f} records/s (median of 3)",
+                f"{args.records / statistics.median(paired_raw_s):,.0f} records/s (median of {args.rounds})",
                 "",
                 "a read right before each checkpoint",
             )
@@ -458,7 +467,7 @@ def main() -> int:
         rows.append(
             (
                 "checkpoint by CLI",
-                f"{full.wall_s:.2f} s wall (median of 3)",
+                f"{full.wall_s:.2f} s wall (median of {args.rounds})",
                 "<= empty + 3 s",
                 f"empty + {full.wall_s - empty_wall:.2f} s",
             )
@@ -466,14 +475,14 @@ def main() -> int:
         rows.append(
             (
                 "empty checkpoint",
-                f"{empty_wall:.2f} s wall (median of 3)",
+                f"{empty_wall:.2f} s wall (median of {args.rounds})",
                 "<= 1.5x trivial job",
                 f"{empty_wall / trivial_wall:.2f}x ({trivial_wall:.2f} s)",
             )
         )
         steps = ", ".join(f"{name} {took}" for name, took in STEP_TIME.findall(full.output))
         peak_1m = max(r.peak_rss_mib for r, _ in fulls)
-        rows.append(("memory, 1M checkpoint", f"{peak_1m} MiB peak RSS, all processes (max of 3)", "<= 1024 MiB", ""))
+        rows.append(("memory, 1M checkpoint", f"{peak_1m} MiB peak RSS, all processes (max of {args.rounds})", "<= 1024 MiB", ""))
 
         if args.backlog:
             print(f"producing a backlog of {args.backlog} records...", flush=True)

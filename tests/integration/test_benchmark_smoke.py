@@ -23,7 +23,7 @@ FIGURES = {
 
 
 def test_benchmark_prints_every_figure_of_a_small_run(tmp_path):
-    command = [sys.executable, "benchmarks/run.py", "--records", "5000", "--port-offset", str(PORT_OFFSET)]
+    command = [sys.executable, "benchmarks/run.py", "--records", "5000", "--rounds", "1", "--port-offset", str(PORT_OFFSET)]
     result = subprocess.run(
         [*command, "--data-dir", str(tmp_path)],
         cwd=REPO,
@@ -36,5 +36,12 @@ def test_benchmark_prints_every_figure_of_a_small_run(tmp_path):
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ")]
     assert {cells[0].strip() for cells in rows} == FIGURES | {"figure"}, result.stdout[-3000:]
     pipeline = next(cells for cells in rows if cells[0].strip() == "pipeline rate")
-    assert "x raw" in pipeline[3] and "/CPU-s" in pipeline[3]
+    assert "x raw" in pipeline[3] and "/CPU-s" in pipeline[3] and "median of 1 x 5,000" in pipeline[1]
     assert "cores, Python" in result.stdout and "steps of the median" in result.stdout
+
+
+def test_benchmark_refuses_zero_rounds_before_starting_services(tmp_path):
+    command = [sys.executable, "benchmarks/run.py", "--rounds", "0", "--data-dir", str(tmp_path / "stack")]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2 and "--rounds must be at least 1" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "stack").exists()
