@@ -4,6 +4,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+import pytest
 from dagster import (
     DagsterRun,
     DagsterRunStatus,
@@ -92,20 +93,31 @@ def test_a_run_process_skips_the_cyclic_collection_at_exit(tmp_path):
     assert result.stdout.splitlines() == ["frozen during the run: False new handlers: 1", "frozen at exit: True"]
 
 
-def test_the_parquet_modules_load_without_a_full_collection_and_stay_frozen(tmp_path):
-    script = tmp_path / "first_subtask.py"
+@pytest.mark.parametrize(
+    ("setup", "build"),
+    [
+        ("from lineage_dagster.assets.checkpoint import _subtask_module", "_subtask_module()"),
+        (
+            "from lineage_dagster.resources.lake import _client_for\n"
+            "config = (('endpoint_url', 'http://127.0.0.1:1'), ('region_name', 'us-east-1'))",
+            "_client_for(config)",
+        ),
+    ],
+    ids=["parquet modules", "s3 client"],
+)
+def test_long_lived_objects_are_built_once_without_a_full_collection_and_stay_frozen(tmp_path, setup, build):
+    script = tmp_path / "first_step.py"
     script.write_text(
         "import gc\n"
-        "from lineage_dagster.assets.checkpoint import _subtask_module\n"
+        f"{setup}\n"
         "full = []\n"
         "gc.callbacks.append(lambda phase, info: phase == 'stop' and info['generation'] == 2 and full.append(info))\n"
-        "module = _subtask_module()\n"
-        "assert _subtask_module() is module\n"
-        "frozen = gc.get_freeze_count() > 0\n"
-        "print(module.__name__, 'full collections:', len(full), 'frozen:', frozen, 'collector on:', gc.isenabled())\n"
+        f"built = {build}\n"
+        f"assert {build} is built\n"
+        "print('full collections:', len(full), 'frozen:', gc.get_freeze_count() > 0, 'collector on:', gc.isenabled())\n"
     )
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60)
-    assert result.stdout.strip() == "lineage_dagster.ingest.subtask full collections: 0 frozen: True collector on: True"
+    result = subprocess.run([sys.executable, "-W", "ignore", str(script)], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "full collections: 0 frozen: True collector on: True"
 
 
 def test_loading_the_code_location_leaves_the_record_path_modules_unloaded(tmp_path):
@@ -118,19 +130,3 @@ def test_loading_the_code_location_leaves_the_record_path_modules_unloaded(tmp_p
     )
     result = subprocess.run([sys.executable, "-W", "ignore", str(script)], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "[]"
-
-
-def test_the_s3_client_is_built_without_a_full_collection_once_per_configuration(tmp_path):
-    script = tmp_path / "first_step.py"
-    script.write_text(
-        "import gc\n"
-        "from lineage_dagster.resources.lake import _client_for\n"
-        "config = (('endpoint_url', 'http://127.0.0.1:1'), ('region_name', 'us-east-1'))\n"
-        "full = []\n"
-        "gc.callbacks.append(lambda phase, info: phase == 'stop' and info['generation'] == 2 and full.append(info))\n"
-        "client = _client_for(config)\n"
-        "assert _client_for(config) is client\n"
-        "print('full collections:', len(full), 'frozen:', gc.get_freeze_count() > 0, 'collector on:', gc.isenabled())\n"
-    )
-    result = subprocess.run([sys.executable, "-W", "ignore", str(script)], capture_output=True, text=True, check=True, timeout=60)
-    assert result.stdout.strip() == "full collections: 0 frozen: True collector on: True"
