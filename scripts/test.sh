@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up the project and runs lint + the whole test suite. The tests start their own Kafka and
-# SeaweedFS on ports 20000 above the defaults, so a running local stack is never disturbed.
+# SeaweedFS on ports 21000 above the defaults, so a running local stack is never disturbed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${LINEAGE_VENV:-.venv}"

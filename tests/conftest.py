@@ -18,8 +18,9 @@ from lineage_dagster.generator import produce_events
 from lineage_dagster.local_stack import LocalStack, StackConfig
 from lineage_dagster.settings import Settings, load_settings
 
-# The developer stack uses the default ports; the suite's stack sits 20000 above them.
-TEST_PORT_OFFSET = 20000
+# The developer stack uses the default ports; the suite's stack sits 21000 above them, clear of the
+# ports docker-compose.yml publishes (tests/unit/test_local_stack_ports.py checks both).
+TEST_PORT_OFFSET = 21000
 TEST_STACK_DIR = Path("/tmp/lineage-dagster-test-stack")
 BIN = Path(sys.executable).parent
 

@@ -55,7 +55,7 @@ class StackConfig:
     bucket: str = "flink-data"
 
     def shifted(self, offset: int, data_dir: Path) -> StackConfig:
-        """The same stack on every port moved by `offset` (the test suite uses +20000)."""
+        """The same stack on every port moved by `offset` (the test suite uses +21000)."""
         return replace(self, data_dir=data_dir, **{name: port + offset for name, port in self.named_ports().items()})
 
     def named_ports(self) -> dict[str, int]:

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).parents[2]
-# Its own stack, clear of the test stack (20000) and the README run's (12000);
+# Its own stack, clear of the test stack (21000) and the README run's (12000);
 # tests/unit/test_local_stack_ports.py checks it.
 PORT_OFFSET = 17000
 FIGURES = {

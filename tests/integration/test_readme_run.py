@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from lineage_dagster.local_stack import LocalStack, StackConfig
 
 REPO = Path(__file__).parents[2]
-# Clear of the developer stack (0), the test stack (20000) and the benchmark smoke test's (17000);
+# Clear of the developer stack (0), the test stack (21000) and the benchmark smoke test's (17000);
 # tests/unit/test_local_stack_ports.py checks it.
 PORT_OFFSET = 12000
 UI_PORT = PORT_OFFSET + 3000

@@ -6,11 +6,21 @@ import socket
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lineage_dagster.local_stack import LocalStack, StackConfig, StackError
 from lineage_dagster.local_stack.stack import _ephemeral_port_range
 from tests.conftest import TEST_PORT_OFFSET
 from tests.integration import test_benchmark_smoke, test_dagster_dev, test_readme_run
+
+ROOT = Path(__file__).parents[2]
+
+
+def compose_host_ports() -> set[int]:
+    """The host ports docker-compose.yml publishes ("127.0.0.1:29092:29092")."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    published = [mapping for service in compose["services"].values() for mapping in service.get("ports", [])]
+    return {int(str(mapping).split(":")[-2]) for mapping in published}
 
 
 def stack_ports(offset: int) -> list[int]:
@@ -26,7 +36,7 @@ def test_every_port_moves_with_the_offset_and_seaweedfs_grpc_ports_sit_beside_th
     assert sorted(config.service_ports("seaweedfs")) == [8333, 8334, 9333, 9334, 9340, 9341, 9388, 9389]
 
 
-def test_the_suites_stacks_share_no_port_and_stay_below_the_ephemeral_range():
+def test_the_suites_stacks_share_no_port_with_each_other_or_compose_and_stay_below_the_ephemeral_range():
     ports = [
         *stack_ports(TEST_PORT_OFFSET),
         *stack_ports(test_benchmark_smoke.PORT_OFFSET),
@@ -35,6 +45,7 @@ def test_the_suites_stacks_share_no_port_and_stay_below_the_ephemeral_range():
         test_dagster_dev.UI_PORT,
     ]
     assert len(set(ports)) == len(ports)
+    assert 29092 in compose_host_ports() and not compose_host_ports() & set(ports)
     assert max(ports) < min(_ephemeral_port_range()[0], 32768)
 
 
