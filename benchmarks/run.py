@@ -14,6 +14,7 @@ them at the end. Not part of the test suite; docs/benchmarks.md keeps the latest
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import mmap
 import os
@@ -26,9 +27,10 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata, resources
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +44,67 @@ from lineage_dagster.ingest.bulk_decode import decode_batch
 from lineage_dagster.ingest.subtask import write_subtask_files
 from lineage_dagster.ledger.paths import S3Location
 from lineage_dagster.ledger.plan import PartitionRange, plan_checkpoint
+from lineage_dagster.ledger.protocol import read_marker
 from lineage_dagster.local_stack import LocalStack, StackConfig
 from lineage_dagster.resources import build_resources
 from lineage_dagster.settings import load_settings
 
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).parent
+CORES = os.cpu_count() or 1
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+CPU_SAMPLE_S = 0.02
+
+Row = tuple[str, str, str, str]  # a line of the printed table: figure, measured, target, ratio
+
+
+def _busy_ticks() -> int:
+    """Clock ticks all the machine's cores together spent running anything since boot: not idle,
+    not waiting for I/O, not stolen by the host."""
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, Path("/proc/stat").read_text().split(maxsplit=8)[1:8])
+    return user + nice + system + irq + softirq
+
+
+def _process_ticks(pid: int) -> tuple[int, int]:
+    """CPU ticks of a process (all its threads), and of its children it has waited for."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+@dataclass
+class CpuSample:
+    at: float  # time.time(), the clock the pipeline stamps its plans and commits with
+    ticks: tuple[int, ...]  # the machine's busy ticks, then each part's (WINDOW_PARTS order)
+
+
+# Where a checkpoint window's CPU goes. The run process waits for its subtask workers before it
+# commits, so its waited-for children's ticks hold every worker's CPU by the window's end.
+WINDOW_PARTS = ("run process", "workers", "Kafka", "SeaweedFS")
+
+
+def _cpu_sample(run_pid: int, service_pids: tuple[int, int]) -> CpuSample:
+    at = time.time()
+    own, children = _process_ticks(run_pid)
+    return CpuSample(at, (_busy_ticks(), own, children, *(_process_ticks(pid)[0] for pid in service_pids)))
+
+
+def _interpolated(timeline: list[CpuSample], moment: float) -> list[float] | None:
+    for before, after in pairwise(timeline):
+        if before.at <= moment <= after.at:
+            share = (moment - before.at) / (after.at - before.at) if after.at > before.at else 0.0
+            return [a + (b - a) * share for a, b in zip(before.ticks, after.ticks, strict=True)]
+    return None
+
+
+def window_cpu(timeline: list[CpuSample], start: float, end: float) -> dict[str, float] | None:
+    """Core-seconds the machine, and each part of the pipeline, used from `start` to `end`; None
+    if the timeline does not cover that span."""
+    first, last = _interpolated(timeline, start), _interpolated(timeline, end)
+    if first is None or last is None:
+        return None
+    machine, *parts = ((b - a) * TICK_S for a, b in zip(first, last, strict=True))
+    used = dict(zip(WINDOW_PARTS, parts, strict=True))
+    return {"machine": machine, **used, "other": machine - sum(used.values())}
 
 
 @dataclass
@@ -57,6 +114,7 @@ class ProcessRun:
     peak_rss_mib: int  # of the process and its children together
     minor_faults: int  # pages the process touched for the first time (it has no swap or file reads to speak of)
     output: str
+    cpu_timeline: list[CpuSample] = field(default_factory=list)  # when services were watched
 
 
 def _process_tree(root: int) -> list[int]:
@@ -87,20 +145,28 @@ def _resident_bytes(pids: list[int]) -> int:
     return total
 
 
-def timed_process(args: list[str], env: dict[str, str]) -> ProcessRun:
-    """Wall and CPU seconds (of the process and its children), peak RSS and output of a command.
+def timed_process(args: list[str], env: dict[str, str], services: tuple[int, int] | None = None) -> ProcessRun:
+    """Wall and CPU seconds (of the process and its children), peak RSS and output of a command;
+    with the pids of Kafka and SeaweedFS as `services`, also a timeline of where the CPU went.
 
     The peak RSS is the highest sum over the process and its children (subtask workers), sampled
     every 0.1 s; pages a worker shares with the run process count in both, so it is an upper bound."""
     started = time.perf_counter()
     process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak_tree = 0
+    timeline: list[CpuSample] = []
     exited = threading.Event()
 
     def sample_tree() -> None:
         nonlocal peak_tree
-        while not exited.wait(0.1):
-            peak_tree = max(peak_tree, _resident_bytes(_process_tree(process.pid)))
+        samples = 0
+        while not exited.wait(CPU_SAMPLE_S if services else 0.1):
+            if services:
+                with contextlib.suppress(OSError):  # the command has been waited for
+                    timeline.append(_cpu_sample(process.pid, services))
+            if not services or samples % 5 == 0:
+                peak_tree = max(peak_tree, _resident_bytes(_process_tree(process.pid)))
+            samples += 1
 
     sampler = threading.Thread(target=sample_tree, daemon=True)
     sampler.start()
@@ -112,25 +178,33 @@ def timed_process(args: list[str], env: dict[str, str]) -> ProcessRun:
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{output[-3000:]}")
     peak_mib = max(usage.ru_maxrss // 1024, peak_tree >> 20)
-    return ProcessRun(elapsed, usage.ru_utime + usage.ru_stime, peak_mib, usage.ru_minflt, output)
+    return ProcessRun(elapsed, usage.ru_utime + usage.ru_stime, peak_mib, usage.ru_minflt, output, timeline)
 
 
-def raw_consume(
-    bootstrap: str, topic: str, total: int, passes: int = 3, *, warm_up: bool = True
-) -> tuple[float, float, list[bytes]]:
+@dataclass
+class RawRead:
+    seconds: float
+    cpu_s: float  # of the consumer: this process, librdkafka's threads included
+    machine_core_s: float  # all processes, Kafka's included
+    kafka_core_s: float
+    values: list[bytes]  # the payloads of the untimed read, if there was one
+
+
+def raw_consume(bootstrap: str, topic: str, total: int, kafka_pid: int, passes: int = 3, *, warm_up: bool = True) -> RawRead:
     """The ceiling: the pipeline's own consumer (its fetch tuning) and consume size, touching each
     message's value, partition and offset, with the cyclic GC paused as the pipeline does.
 
-    Median seconds and CPU seconds (all threads, librdkafka's included) of `passes` reads, after one
-    untimed read when `warm_up` (the broker's JVM is fresh and its first large fetches run slower),
-    which also collects the payloads for the decode figure."""
+    Medians of `passes` reads, after one untimed read when `warm_up` (the broker's JVM is fresh and
+    its first large fetches run slower), which also collects the payloads for the decode figure."""
     source = KafkaRecordSource({"bootstrap.servers": bootstrap}, topic)
     everything = [PartitionRange(p, low, high) for p, (low, high) in source.watermarks().items()]
-    timings, cpu_times, values = [], [], []
+    timings: list[tuple[float, float, float, float]] = []
+    values: list[bytes] = []
     for timed in ([False] if warm_up else []) + [True] * passes:
         consumer = source.start_reading(everything)
         seen = 0
         gc.disable()
+        busy, kafka = _busy_ticks(), _process_ticks(kafka_pid)[0]
         started, cpu = time.perf_counter(), time.process_time()
         while seen < total:
             messages = consumer.consume(min(CONSUME_SIZE, total - seen), timeout=1)
@@ -141,12 +215,13 @@ def raw_consume(
             if not timed:
                 values.extend(payloads)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        busy, kafka = (_busy_ticks() - busy) * TICK_S, (_process_ticks(kafka_pid)[0] - kafka) * TICK_S
         gc.enable()
         consumer.close()
         if timed:
-            timings.append(elapsed)
-            cpu_times.append(cpu)
-    return statistics.median(timings), statistics.median(cpu_times), values
+            timings.append((elapsed, cpu, busy, kafka))
+    seconds, cpu_s, machine_core_s, kafka_core_s = (statistics.median(column) for column in zip(*timings, strict=True))
+    return RawRead(seconds, cpu_s, machine_core_s, kafka_core_s, values)
 
 
 def first_touch_cost_s(mib: int = 256) -> float:
@@ -174,9 +249,9 @@ def parquet_modules_load_cpu_s(env: dict[str, str]) -> float:
 STEP_TIME = re.compile(r'Finished execution of step "checkpoint\.(\w+)" in ([\d.]+m?s)')
 
 
-def checkpoint(env: dict[str, str]) -> tuple[ProcessRun, dict]:
+def checkpoint(env: dict[str, str], services: tuple[int, int] | None = None) -> tuple[ProcessRun, dict]:
     run = timed_process(
-        [str(BIN / "dagster"), "job", "execute", "-m", "lineage_dagster.definitions", "-j", "checkpoint_job"], env
+        [str(BIN / "dagster"), "job", "execute", "-m", "lineage_dagster.definitions", "-j", "checkpoint_job"], env, services
     )
     commits = commit_metadata(Path(env["DAGSTER_HOME"]), limit=1)
     return run, commits[0] if commits else {}
@@ -249,7 +324,7 @@ def warm_data_path(env: dict[str, str], records: int, passes: int = 3) -> tuple[
     return statistics.median(rates), statistics.median(per_cpu)
 
 
-def sustained(stack: LocalStack, data_dir: Path, seconds: int, rate: int) -> list[tuple[str, str, str, str]]:
+def sustained(stack: LocalStack, data_dir: Path, seconds: int, rate: int) -> list[Row]:
     """The generator at `rate` for `seconds` while the Dagster daemon runs the real schedule and sensor."""
     topic = f"sustained-{uuid.uuid4().hex[:8]}"
     stack.create_topic(topic, 10)
@@ -303,7 +378,7 @@ def sustained(stack: LocalStack, data_dir: Path, seconds: int, rate: int) -> lis
     ]
 
 
-def large_records_drain(stack: LocalStack, data_dir: Path, mib: int, size: int = 900_000) -> tuple[str, str, str, str]:
+def large_records_drain(stack: LocalStack, data_dir: Path, mib: int, size: int = 900_000) -> Row:
     """A backlog of `mib` MiB of undecodable payloads (random bytes, `size` each): the run's memory
     must stay bounded by SUBTASK_BUFFER_BYTES, not grow with the backlog."""
     topic = f"large-{uuid.uuid4().hex[:8]}"
@@ -335,6 +410,48 @@ def large_records_drain(stack: LocalStack, data_dir: Path, mib: int, size: int =
         "<= 1024 MiB",
         f"{count:,} x {size // 1000} KB ({mib:,} MiB) in {files} files, {time.perf_counter() - started:.0f} s",
     )
+
+
+def window_cpu_rows(env: dict[str, str], fulls: list[tuple[ProcessRun, dict]], raws: list[RawRead]) -> list[Row]:
+    """What bounds the pipeline's ratio to raw consume on this machine: the CPU its window used,
+    all processes together, against the CPU of the raw read paired with it. A window cannot be
+    shorter than its CPU spread over every core, so raw seconds / (window core-s / cores) is the
+    best ratio this much work can reach here. Figures of the round with the median bound."""
+    settings = load_settings(env)
+    store = S3ObjectStore(make_s3_client(settings.s3))
+    rounds = []
+    for (run, meta), raw in zip(fulls, raws, strict=True):
+        marker = read_marker(store, settings.commit_log, meta["checkpoint_id"])
+        end = marker.committed_at_ms / 1000 if marker else 0.0
+        used = window_cpu(run.cpu_timeline, end - meta["duration_s"], end)
+        if used is not None and used["machine"] > 0:
+            rounds.append((raw.seconds / (used["machine"] / CORES), meta["duration_s"], used, raw))
+    if not rounds:
+        return [("CPU of the 1M window", "n/a: no CPU samples cover the window", "", "")]
+    bound, window_s, used, raw = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
+    parts = ", ".join(f"{part} {used[part]:.2f}" for part in (*WINDOW_PARTS, "other"))
+    raw_other = raw.machine_core_s - raw.cpu_s - raw.kafka_core_s
+    raw_busy = raw.machine_core_s / (raw.seconds * CORES)
+    return [
+        (
+            "CPU of the 1M window",
+            f"{used['machine']:.2f} core-s in {window_s:.2f} s ({used['machine'] / (window_s * CORES):.0%} of {CORES} cores)",
+            "",
+            parts,
+        ),
+        (
+            "CPU of its raw read",
+            f"{raw.machine_core_s:.2f} core-s in {raw.seconds:.2f} s ({raw_busy:.0%} of {CORES} cores)",
+            "",
+            f"consumer {raw.cpu_s:.2f}, Kafka {raw.kafka_core_s:.2f}, other {raw_other:.2f}",
+        ),
+        (
+            "pipeline bound by CPU",
+            f"window >= {used['machine'] / CORES:.2f} s: its core-s / {CORES} cores",
+            ">= 0.6x raw",
+            f"<= {bound:.3f}x paired raw",
+        ),
+    ]
 
 
 def main() -> int:
@@ -374,18 +491,19 @@ def main() -> int:
     }
     bootstrap = stack_env["KAFKA_BOOTSTRAP_SERVERS"]
     trivial_job = [str(BIN / "dagster"), "job", "execute", "-f", str(HERE / "trivial_job.py"), "-j", "trivial_job"]
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[Row] = []
     try:
         print(f"producing {args.records} records...", flush=True)
         produce_events({"bootstrap.servers": bootstrap}, topic, rate=None, count=args.records)
 
-        consume_s, consume_cpu_s, values = raw_consume(bootstrap, topic, args.records)
-        raw_rate = args.records / consume_s
-        rows.append(("raw consume", f"{raw_rate:,.0f} records/s", "baseline", f"{args.records / consume_cpu_s:,.0f}/CPU-s"))
+        services = (stack.running_pid("kafka") or 0, stack.running_pid("seaweedfs") or 0)
+        raw = raw_consume(bootstrap, topic, args.records, services[0])
+        raw_rate = args.records / raw.seconds
+        rows.append(("raw consume", f"{raw_rate:,.0f} records/s", "baseline", f"{args.records / raw.cpu_s:,.0f}/CPU-s"))
 
-        rate = decode_rate(values)
+        rate = decode_rate(raw.values)
         rows.append(("decode stage", f"{rate:,.0f} rows/s", ">= 4,000,000 rows/s", f"{rate / 4e6:.2f}x target"))
-        del values
+        raw.values.clear()
         warm_rate, warm_per_cpu = warm_data_path(env, args.records)
 
         # A deployed instance already has its SQLite storage: create it (and warm the imports) first.
@@ -397,12 +515,12 @@ def main() -> int:
         # Each round's checkpoint is also paired with a raw read just before it, so that its ratio
         # to raw consume compares the two under the same load of the shared machine.
         fulls: list[tuple[ProcessRun, dict]] = []
-        empties, trivials, tinies, paired_raw_s = [], [], [], []
+        empties, trivials, tinies, paired_raws = [], [], [], []
         for round_number in range(args.rounds):
             if round_number:
                 produce_events({"bootstrap.servers": bootstrap}, topic, rate=None, count=args.records)
-            paired_raw_s.append(raw_consume(bootstrap, topic, args.records, passes=1, warm_up=False)[0])
-            fulls.append(checkpoint(env))
+            paired_raws.append(raw_consume(bootstrap, topic, args.records, services[0], passes=1, warm_up=False))
+            fulls.append(checkpoint(env, services))
             empties.append(checkpoint(env)[0])
             trivials.append(timed_process(trivial_job, env))
             produce_events({"bootstrap.servers": bootstrap}, topic, rate=None, count=100)
@@ -414,6 +532,7 @@ def main() -> int:
         extra_cpu = statistics.median(r.cpu_s for r, _ in fulls) - statistics.median(r.cpu_s for r in empties)
         per_core = meta["records"] / max(extra_cpu, 1e-3)
         pipeline_rate = statistics.median(m["records"] / m["duration_s"] for _, m in fulls)
+        paired_raw_s = [r.seconds for r in paired_raws]
         paired_ratio = statistics.median(raw_s / m["duration_s"] for raw_s, (_, m) in zip(paired_raw_s, fulls, strict=True))
         rows.append(
             (
@@ -431,6 +550,7 @@ def main() -> int:
                 "a read right before each checkpoint",
             )
         )
+        rows.extend(window_cpu_rows(env, fulls, paired_raws))
         rows.append(
             (
                 "data path, warm process",

@@ -249,7 +249,8 @@ class LocalStack:
     def _pid_file(self, name: str) -> Path:
         return self.data_dir / f"{name}.pid"
 
-    def _running_pid(self, name: str) -> int | None:
+    def running_pid(self, name: str) -> int | None:
+        """The process id of service `name` ("kafka" or "seaweedfs") if it runs."""
         path = self._pid_file(name)
         if not path.exists():
             return None
@@ -280,7 +281,7 @@ class LocalStack:
         return log_file
 
     def start_kafka(self) -> None:
-        if self._running_pid("kafka") and _port_open(self.config.kafka_port):
+        if self.running_pid("kafka") and _port_open(self.config.kafka_port):
             return
         if _java_major_version() < 17:
             raise StackError("Kafka 4 needs Java 17 or newer; `java -version` reports an older one")
@@ -344,7 +345,7 @@ class LocalStack:
         return found
 
     def start_s3(self) -> None:
-        if self._running_pid("seaweedfs") and _port_open(self.config.s3_port):
+        if self.running_pid("seaweedfs") and _port_open(self.config.s3_port):
             return
         home = self.data_dir / "seaweedfs"
         (home / "data").mkdir(parents=True, exist_ok=True)
@@ -470,7 +471,7 @@ class LocalStack:
     def stop(self, name: str) -> None:
         # SeaweedFS drains for ~15 s on SIGTERM; killing it loses nothing the kernel has not got.
         timeout_s = 15.0 if name == "kafka" else 2.0
-        pid = self._running_pid(name)
+        pid = self.running_pid(name)
         if pid is not None:
             os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout_s
@@ -490,6 +491,6 @@ class LocalStack:
 
     def status(self) -> dict[str, bool]:
         return {
-            "kafka": bool(self._running_pid("kafka")) and _port_open(self.config.kafka_port),
-            "seaweedfs": bool(self._running_pid("seaweedfs")) and _port_open(self.config.s3_port),
+            "kafka": bool(self.running_pid("kafka")) and _port_open(self.config.kafka_port),
+            "seaweedfs": bool(self.running_pid("seaweedfs")) and _port_open(self.config.s3_port),
         }

@@ -1,0 +1,35 @@
+"""The benchmark's split of a checkpoint window's CPU, from cumulative tick samples."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("benchmark_run", Path(__file__).parents[2] / "benchmarks" / "run.py")
+bench = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # its dataclasses look it up
+_spec.loader.exec_module(bench)
+
+
+def _ticks(seconds: float) -> int:
+    return round(seconds / bench.TICK_S)
+
+
+# Machine busy, run process, its waited-for workers, Kafka, SeaweedFS: cumulative, as sampled.
+TIMELINE = [
+    bench.CpuSample(100.0, (0, 0, 0, 0, 0)),
+    bench.CpuSample(101.0, (_ticks(1.0), _ticks(0.5), 0, _ticks(0.1), _ticks(0.1))),
+    bench.CpuSample(102.0, (_ticks(3.0), _ticks(0.6), _ticks(2.0), _ticks(0.2), _ticks(0.1))),
+]
+
+
+def test_a_window_between_samples_is_interpolated_and_split_by_part():
+    used = bench.window_cpu(TIMELINE, 100.5, 101.5)
+    assert used == pytest.approx(
+        {"machine": 1.5, "run process": 0.3, "workers": 1.0, "Kafka": 0.1, "SeaweedFS": 0.05, "other": 0.05}
+    )
+
+
+def test_a_window_the_samples_do_not_cover_has_no_figures():
+    assert bench.window_cpu(TIMELINE, 99.0, 101.0) is None
+    assert bench.window_cpu(TIMELINE, 101.0, 102.5) is None
