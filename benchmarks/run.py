@@ -65,9 +65,14 @@ def _busy_ticks() -> int:
     return user + nice + system + irq + softirq
 
 
+def _stat_fields(pid: int | str) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces): state, ppid, ..."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _process_ticks(pid: int) -> tuple[int, int]:
     """CPU ticks of a process (all its threads), and of its children it has waited for."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat_fields(pid)
     return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
 
 
@@ -123,7 +128,7 @@ def _process_tree(root: int) -> list[int]:
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                parent = int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1])
+                parent = int(_stat_fields(entry.name)[1])
             except (OSError, IndexError):  # ended meanwhile
                 continue
             children.setdefault(parent, []).append(int(entry.name))
@@ -412,6 +417,13 @@ def large_records_drain(stack: LocalStack, data_dir: Path, mib: int, size: int =
     )
 
 
+def service_pid(stack: LocalStack, name: str) -> int:
+    pid = stack.running_pid(name)
+    if pid is None:
+        raise RuntimeError(f"{name} is not running after the stack came up; see {stack.data_dir / name}.log")
+    return pid
+
+
 def window_cpu_rows(env: dict[str, str], fulls: list[tuple[ProcessRun, dict]], raws: list[RawRead]) -> list[Row]:
     """What bounds the pipeline's ratio to raw consume on this machine: the CPU its window used,
     all processes together, against the CPU of the raw read paired with it. A window cannot be
@@ -422,7 +434,9 @@ def window_cpu_rows(env: dict[str, str], fulls: list[tuple[ProcessRun, dict]], r
     rounds = []
     for (run, meta), raw in zip(fulls, raws, strict=True):
         marker = read_marker(store, settings.commit_log, meta["checkpoint_id"])
-        end = marker.committed_at_ms / 1000 if marker else 0.0
+        if marker is None:
+            continue
+        end = marker.committed_at_ms / 1000
         used = window_cpu(run.cpu_timeline, end - meta["duration_s"], end)
         if used is not None and used["machine"] > 0:
             rounds.append((raw.seconds / (used["machine"] / CORES), meta["duration_s"], used, raw))
@@ -496,7 +510,7 @@ def main() -> int:
         print(f"producing {args.records} records...", flush=True)
         produce_events({"bootstrap.servers": bootstrap}, topic, rate=None, count=args.records)
 
-        services = (stack.running_pid("kafka") or 0, stack.running_pid("seaweedfs") or 0)
+        services = (service_pid(stack, "kafka"), service_pid(stack, "seaweedfs"))
         raw = raw_consume(bootstrap, topic, args.records, services[0])
         raw_rate = args.records / raw.seconds
         rows.append(("raw consume", f"{raw_rate:,.0f} records/s", "baseline", f"{args.records / raw.cpu_s:,.0f}/CPU-s"))
