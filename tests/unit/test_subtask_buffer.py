@@ -10,8 +10,9 @@ import numpy as np
 import polars as pl
 
 from lineage_dagster.clients.kafka import RecordBatch
+from lineage_dagster.ingest import subtask
 from lineage_dagster.ingest.avro import encode_event
-from lineage_dagster.ingest.subtask import _SubtaskWriter
+from lineage_dagster.ingest.subtask import _SubtaskWriter, row_group_rows
 from lineage_dagster.ledger.paths import split_uri
 from lineage_dagster.ledger.plan import CheckpointPlan
 from lineage_dagster.ledger.protocol import commit_checkpoint
@@ -135,3 +136,32 @@ def test_a_plan_stored_before_the_buffer_setting_is_finished_unsplit():
     bounded = with_buffer(stored, 1000)
     assert CheckpointPlan.from_json(bounded.to_json()).buffer_bytes == 1000
     assert bounded.split_bytes(0) == 500
+
+
+def test_row_groups_are_bounded_by_bytes_and_files_do_not_depend_on_how_records_arrive(monkeypatch):
+    large = pl.DataFrame({"kafka_offset": range(10), "raw_value": [bytes(1000)] * 10})
+    chunked = pl.concat([large[:3], large[3:]], rechunk=False)
+    small = pl.DataFrame({"kafka_offset": range(10), "raw_value": [b"x"] * 10})
+    monkeypatch.setattr(subtask, "ROW_GROUP_BYTES", 2500)
+    assert row_group_rows(large) == row_group_rows(chunked) == 2  # 1008 bytes a row
+    assert row_group_rows(small) >= 10  # one group
+    assert row_group_rows(large[:0]) == 1
+
+    # Whatever the batches, the same rows go to the same groups: identical bytes, several groups.
+    topic = mixed_topic(partitions=4, records=60)
+    plan = planner(topic, "run")(1, {})
+
+    def written(source) -> dict:
+        store = InMemoryObjectStore()
+        for k in range(2):
+            write_subtask(plan, k, source, store)
+        return store.objects
+
+    objects = written(topic)
+    assert all(written(InterleavedTopic(topic, seed)) == objects for seed in range(3))
+    footers = [int.from_bytes(body[-8:-4], "little") for body in objects.values()]
+    monkeypatch.setattr(subtask, "ROW_GROUP_BYTES", 1 << 30)
+    one_group = written(topic)
+    assert one_group.keys() == objects.keys()
+    assert all(pl.read_parquet(io.BytesIO(one_group[k])).equals(pl.read_parquet(io.BytesIO(objects[k]))) for k in objects)
+    assert all(f > int.from_bytes(one_group[key][-8:-4], "little") for f, key in zip(footers, objects, strict=True))
