@@ -32,13 +32,14 @@ _TRANSIENT = {
 
 
 # Prefetch is bounded (on a backlog it fills with records past the range, and with read-ahead two
-# consumers hold queues at once): at most ~20k records per partition or 64 MiB queued. Fetching
+# consumers hold queues at once): at most ~20k records per partition or 32 MiB queued (seed records
+# never reach it; 64 MiB added ~60 MB to the large bad records' peak and sped nothing up). Fetching
 # resumes 10 ms after the queue drains rather than librdkafka's default second, which stalled
 # large ranges. Responses of up to 16 MiB: 1-4 MiB ones saved ~80 MB but drained a backlog ~15 %
 # slower (more fetch round trips to a broker busy on the same cores).
 RANGE_READ_TUNING: dict[str, int] = {
     "queued.min.messages": 20_000,
-    "queued.max.messages.kbytes": 65536,
+    "queued.max.messages.kbytes": 32768,
     "fetch.queue.backoff.ms": 10,
     "fetch.max.bytes": 16 * 1024 * 1024,
     "fetch.wait.max.ms": 50,

@@ -43,8 +43,8 @@ DROPPED_SCHEMA = {
     "error": pl.String,
     "checkpoint_id": pl.Int64,
 }
-# Values per Parquet row group: a seed-record subtask file (~500k rows) gets 2-3 groups.
-ROW_GROUP_BYTES = 16 * 1024 * 1024
+# Values per Parquet row group: a seed-record subtask file (~500k rows) gets 5 groups.
+ROW_GROUP_BYTES = 8 * 1024 * 1024
 
 
 class RecordSource(Protocol):
