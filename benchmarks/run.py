@@ -140,6 +140,17 @@ def _process_tree(root: int) -> list[int]:
     return tree
 
 
+def _high_water_bytes(pid: int) -> int:
+    """The process's peak RSS so far (VmHWM), 0 once it has ended."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def _resident_bytes(pids: list[int]) -> int:
     total = 0
     for pid in pids:
@@ -154,16 +165,19 @@ def timed_process(args: list[str], env: dict[str, str], services: tuple[int, int
     """Wall and CPU seconds (of the process and its children), peak RSS and output of a command;
     with the pids of Kafka and SeaweedFS as `services`, also a timeline of where the CPU went.
 
-    The peak RSS is the highest sum over the process and its children (subtask workers), sampled
-    every 0.1 s; pages a worker shares with the run process count in both, so it is an upper bound."""
+    The peak RSS is the higher of the process's own high-water mark and the highest sum over the
+    process and its children (subtask workers), sampled every 0.1 s; pages a worker shares with the
+    run process count in both, so the sum is an upper bound. Not `ru_maxrss`: Linux records at
+    `exec` the peak of the address space being replaced, so a child's starts at its parent's, and
+    this process's own peak (over 1 GiB after producing the large records) stood in for the run's."""
     started = time.perf_counter()
     process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak_tree = 0
+    peak_tree = peak_own = 0
     timeline: list[CpuSample] = []
     exited = threading.Event()
 
     def sample_tree() -> None:
-        nonlocal peak_tree
+        nonlocal peak_tree, peak_own
         samples = 0
         while not exited.wait(CPU_SAMPLE_S if services else 0.1):
             if services:
@@ -171,6 +185,7 @@ def timed_process(args: list[str], env: dict[str, str], services: tuple[int, int
                     timeline.append(_cpu_sample(process.pid, services))
             if not services or samples % 5 == 0:
                 peak_tree = max(peak_tree, _resident_bytes(_process_tree(process.pid)))
+            peak_own = max(peak_own, _high_water_bytes(process.pid))
             samples += 1
 
     sampler = threading.Thread(target=sample_tree, daemon=True)
@@ -182,7 +197,7 @@ def timed_process(args: list[str], env: dict[str, str], services: tuple[int, int
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{output[-3000:]}")
-    peak_mib = max(usage.ru_maxrss // 1024, peak_tree >> 20)
+    peak_mib = max(peak_own, peak_tree) >> 20
     return ProcessRun(elapsed, usage.ru_utime + usage.ru_stime, peak_mib, usage.ru_minflt, output, timeline)
 
 

@@ -1,4 +1,5 @@
-"""The benchmark's split of a checkpoint window's CPU, from cumulative tick samples."""
+"""The benchmark's own measures: the split of a checkpoint window's CPU from cumulative tick
+samples, and a command's peak memory."""
 
 import importlib.util
 import sys
@@ -33,3 +34,12 @@ def test_a_window_between_samples_is_interpolated_and_split_by_part():
 def test_a_window_the_samples_do_not_cover_has_no_figures():
     assert bench.window_cpu(TIMELINE, 99.0, 101.0) is None
     assert bench.window_cpu(TIMELINE, 101.0, 102.5) is None
+
+
+def test_a_commands_peak_memory_is_its_own_not_this_process_high_water_mark():
+    held = b"\x01" * (400 << 20)  # this process's high-water mark goes past 400 MiB
+    del held
+    small = bench.timed_process([sys.executable, "-c", "pass"], env={})
+    large = bench.timed_process([sys.executable, "-c", "import time; x = b'1' * (300 << 20); time.sleep(0.5)"], env={})
+    assert small.peak_rss_mib < 100
+    assert 300 <= large.peak_rss_mib < 400
