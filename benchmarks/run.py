@@ -151,17 +151,12 @@ def _high_water_bytes(pid: int) -> int:
     return 0
 
 
-def _proportional_bytes(pids: list[int]) -> int:
-    """The processes' memory together: each one's PSS, in which a page shared by n processes (the
-    run process's, copy-on-write in its forked workers) counts 1/n in each."""
+def _resident_bytes(pids: list[int]) -> int:
     total = 0
     for pid in pids:
         try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-                    break
-        except OSError:  # ended meanwhile
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * mmap.PAGESIZE
+        except (OSError, IndexError):
             continue
     return total
 
@@ -170,9 +165,9 @@ def timed_process(args: list[str], env: dict[str, str], services: tuple[int, int
     """Wall and CPU seconds (of the process and its children), peak RSS and output of a command;
     with the pids of Kafka and SeaweedFS as `services`, also a timeline of where the CPU went.
 
-    The peak RSS is the higher of the process's own high-water mark and the highest memory of the
-    process and its children (subtask workers) together, sampled every 0.1 s as their PSS sum, so
-    that pages a worker shares with the run process count once. Not `ru_maxrss`: Linux records at
+    The peak RSS is the higher of the process's own high-water mark and the highest sum over the
+    process and its children (subtask workers), sampled every 0.1 s; pages a worker shares with the
+    run process count in both, so the sum is an upper bound. Not `ru_maxrss`: Linux records at
     `exec` the peak of the address space being replaced, so a child's starts at its parent's, and
     this process's own peak (over 1 GiB after producing the large records) stood in for the run's."""
     started = time.perf_counter()
@@ -189,7 +184,7 @@ def timed_process(args: list[str], env: dict[str, str], services: tuple[int, int
                 with contextlib.suppress(OSError):  # the command has been waited for
                     timeline.append(_cpu_sample(process.pid, services))
             if not services or samples % 5 == 0:
-                peak_tree = max(peak_tree, _proportional_bytes(_process_tree(process.pid)))
+                peak_tree = max(peak_tree, _resident_bytes(_process_tree(process.pid)))
             peak_own = max(peak_own, _high_water_bytes(process.pid))
             samples += 1
 
