@@ -128,21 +128,22 @@ class ShuffledTopic:
             )
 
 
+def written_objects(plan: CheckpointPlan, source) -> dict[str, bytes]:
+    """What every subtask of `plan` writes, read from `source`, in a store of its own."""
+    store = InMemoryObjectStore()
+    for k in range(plan.parallelism):
+        write_subtask(plan, k, source, store)
+    return store.objects
+
+
 def test_file_bytes_do_not_depend_on_how_records_arrive():
     topic = InMemoryTopic(4)
     topic.fill(60)
     plan = planner(topic, "run")(1, {})
-
-    def written(source) -> dict:
-        store = InMemoryObjectStore()
-        for k in range(2):
-            write_subtask(plan, k, source, store)
-        return store.objects
-
-    in_order = written(topic)
+    in_order = written_objects(plan, topic)
     assert len(in_order) == 2
     for seed in range(5):
-        assert written(ShuffledTopic(topic, seed)) == in_order
+        assert written_objects(plan, ShuffledTopic(topic, seed)) == in_order
 
 
 def test_zombie_cannot_commit_after_the_winner():

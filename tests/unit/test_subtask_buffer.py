@@ -19,7 +19,7 @@ from lineage_dagster.ledger.protocol import commit_checkpoint
 from lineage_dagster.ledger.store import InMemoryObjectStore
 from lineage_dagster.ledger.verify import verify_ledger
 from tests.fakes import FakeMessage, InMemoryTopic
-from tests.unit.test_checkpoint_protocol import DROPPED, LOG, OUTPUT, planner, write_subtask
+from tests.unit.test_checkpoint_protocol import DROPPED, LOG, OUTPUT, planner, write_subtask, written_objects
 
 JUNK = b"\xff" * 300  # undecodable: goes to the dead-letter area with its raw bytes
 
@@ -150,18 +150,11 @@ def test_row_groups_are_bounded_by_bytes_and_files_do_not_depend_on_how_records_
     # Whatever the batches, the same rows go to the same groups: identical bytes, several groups.
     topic = mixed_topic(partitions=4, records=60)
     plan = planner(topic, "run")(1, {})
-
-    def written(source) -> dict:
-        store = InMemoryObjectStore()
-        for k in range(2):
-            write_subtask(plan, k, source, store)
-        return store.objects
-
-    objects = written(topic)
-    assert all(written(InterleavedTopic(topic, seed)) == objects for seed in range(3))
+    objects = written_objects(plan, topic)
+    assert all(written_objects(plan, InterleavedTopic(topic, seed)) == objects for seed in range(3))
     footers = [int.from_bytes(body[-8:-4], "little") for body in objects.values()]
     monkeypatch.setattr(subtask, "ROW_GROUP_BYTES", 1 << 30)
-    one_group = written(topic)
+    one_group = written_objects(plan, topic)
     assert one_group.keys() == objects.keys()
     assert all(pl.read_parquet(io.BytesIO(one_group[k])).equals(pl.read_parquet(io.BytesIO(objects[k]))) for k in objects)
     assert all(f > int.from_bytes(one_group[key][-8:-4], "little") for f, key in zip(footers, objects, strict=True))
