@@ -218,6 +218,35 @@ def test_large_bad_records_are_split_within_the_buffer_and_a_retry_rewrites_the_
     assert offset in read(uri)["kafka_offset"].to_list()
 
 
+def test_a_large_dead_letter_file_is_written_in_row_groups_bounded_by_bytes(lake, dagster_home):
+    """24 undecodable payloads of 600 KB (14 MB) in one partition land in one dead-letter file; it
+    is written in row groups of about ROW_GROUP_BYTES (8 MiB), not as one group: its footer is
+    larger than that of the same rows written as one group, and every payload reads back."""
+    producer = Producer(lake.client_config)
+    junk = [b"\xfe" * 600_000 + index.to_bytes(2, "big") for index in range(24)]
+    for payload in junk:
+        producer.produce(lake.name, payload, partition=0)
+    assert producer.flush(30) == 0
+    result = run_checkpoint_cli(lake, dagster_home, MAX_RECORD_BYTES=str(1 << 20))
+    assert result.returncode == 0, result.stderr[-3000:]
+    marker = read_marker(lake.store, lake.settings.commit_log, 1)
+    (dropped_uri,) = [uri for uri in marker.files if "/dropped/" in uri]
+    body = lake.store.get(*split_uri(dropped_uri))
+    frame = pl.read_parquet(io.BytesIO(body))
+    # Offset order, which need not be the order produced: a retried batch may land later.
+    assert frame["kafka_offset"].to_list() == list(range(len(junk)))
+    assert sorted(frame["raw_value"].to_list()) == junk
+    one_group = io.BytesIO()
+    frame.write_parquet(one_group, compression="zstd", compression_level=1, statistics=True)
+
+    def footer_length(parquet: bytes) -> int:
+        return int.from_bytes(parquet[-8:-4], "little")
+
+    assert footer_length(body) > footer_length(one_group.getvalue())
+    report = verify_ledger(lake.store, lake.settings.commit_log, [lake.settings.output, lake.settings.dropped], deep=True)
+    assert report.ok, report.violations
+
+
 def test_a_retry_drops_by_the_record_size_limit_its_plan_was_made_with(lake, dagster_home):
     """MAX_RECORD_BYTES is fixed in the plan like SUBTASK_BUFFER_BYTES: a retry under another
     setting drops exactly what the first attempt would have, and the next checkpoint uses the new one."""
