@@ -87,8 +87,9 @@ def test_a_worker_dies_with_its_parent(tmp_path):
         f"""
         import os, signal, time
         from lineage_dagster.ingest.workers import start_worker
-        def sleep():
-            open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        def sleep():  # the pid file appears whole: the parent is killed as soon as it exists
+            open({str(pid_file)!r} + ".tmp", "w").write(str(os.getpid()))
+            os.replace({str(pid_file)!r} + ".tmp", {str(pid_file)!r})
             time.sleep(60)
         start_worker("sleeper", sleep, after_fork=lambda: None)
         while not os.path.exists({str(pid_file)!r}):
