@@ -206,6 +206,26 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_workers(args: argparse.Namespace) -> int:
+    """The worker service: warm processes that write the runs' subtasks (see worker_service.py)."""
+    import logging
+
+    from lineage_dagster.ingest.worker_service import serve
+
+    settings = load_settings()
+    path = args.socket or settings.subtask_worker_socket
+    if path is None:
+        raise UserError("set SUBTASK_WORKER_SOCKET (the runs read it too) or pass --socket")
+    if not path.is_absolute():
+        raise UserError(f"--socket {path} must be an absolute path")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers {args.workers} must be at least 1")
+    workers = args.workers or settings.subtask_workers or 1
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(path, workers, on_ready=lambda pids: print(f"worker service at {path}: {workers} workers (pids {pids})", flush=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lineage_dagster.local_stack.stack import default_data_dir
 
@@ -246,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     locate.add_argument("--partition", type=int, required=True)
     locate.add_argument("--offset", type=int, required=True)
     locate.set_defaults(func=cmd_locate)
+
+    workers = sub.add_parser("workers", help="serve warm subtask workers to the runs on a Unix socket")
+    workers.add_argument("--socket", type=Path, default=None, help="socket path (default SUBTASK_WORKER_SOCKET)")
+    workers.add_argument("--workers", type=int, default=None, help="processes (default SUBTASK_WORKERS)")
+    workers.set_defaults(func=cmd_workers)
 
     verify = sub.add_parser("verify", help="check the exactly-once invariants from the commit log")
     verify.add_argument("--deep", action="store_true", help="also read every Parquet file and check each record")

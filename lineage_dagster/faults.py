@@ -2,7 +2,8 @@
 
 Points, in order: after_plan, during_write (subtask 0 wrote; the others not, unless subtask
 workers wrote them meanwhile), after_data (all data written, no commit log yet), after_log (logs
-written, no marker), after_marker (committed, Dagster not told).
+written, no marker), after_marker (committed, Dagster not told); and in a `lineage workers`
+process, service_subtask (a subtask received, nothing of it written yet).
 """
 
 from __future__ import annotations

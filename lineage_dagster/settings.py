@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lineage_dagster.ledger.paths import S3Location
 
@@ -61,6 +62,7 @@ class Settings:
     max_record_bytes: int
     subtask_buffer_bytes: int
     subtask_workers: int
+    subtask_worker_socket: Path | None
     allow_offset_loss: bool
 
 
@@ -91,6 +93,18 @@ def _location(env: Mapping[str, str], name: str, default: str) -> S3Location:
         return S3Location.parse(raw)
     except ValueError as error:
         raise SettingsError(f"{name}={raw!r}: {error}") from None
+
+
+def _socket_path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_absolute():
+        raise SettingsError(f"{name}={raw!r} must be an absolute path (runs may start in another directory)")
+    if len(os.fsencode(raw)) > 107:  # sun_path holds 108 bytes with the terminating NUL
+        raise SettingsError(f"{name}={raw!r} is longer than a Unix socket path may be (107 bytes)")
+    return path
 
 
 @dataclass(frozen=True)
@@ -158,5 +172,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_record_bytes=_whole_number(env, "MAX_RECORD_BYTES", 1_048_576, 1_073_741_824),
         subtask_buffer_bytes=_whole_number(env, "SUBTASK_BUFFER_BYTES", 134_217_728, 68_719_476_736),
         subtask_workers=_whole_number(env, "SUBTASK_WORKERS", os.cpu_count() or 1, 256, minimum=0),
+        subtask_worker_socket=_socket_path(env, "SUBTASK_WORKER_SOCKET"),
         allow_offset_loss=_flag(env, "ALLOW_OFFSET_LOSS"),
     )

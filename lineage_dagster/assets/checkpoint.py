@@ -15,6 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from types import ModuleType
 
 from dagster import (
@@ -41,7 +42,14 @@ from dagster import (
 from lineage_dagster import faults
 from lineage_dagster.assets.checks import CHECKS, check_output_name, evaluate_invariants, invariant_check_specs
 from lineage_dagster.ingest.collector import build_long_lived, skip_cyclic_gc_at_exit
-from lineage_dagster.ingest.workers import Worker, WorkerPool, fork_unavailable_reason, start_worker
+from lineage_dagster.ingest.worker_service import (
+    SUBTASK_MODULE,
+    ServiceWorker,
+    SubtaskRequest,
+    WorkerServiceUnavailable,
+    check_worker_service,
+)
+from lineage_dagster.ingest.workers import RunningTask, WorkerPool, fork_unavailable_reason, start_worker
 from lineage_dagster.ledger.commit_log import SubtaskFiles
 from lineage_dagster.ledger.paths import S3Location, hour_start
 from lineage_dagster.ledger.plan import CheckpointPlan, plan_checkpoint
@@ -55,7 +63,6 @@ SOURCE_KEY = AssetKey("lineage_input")
 COMMIT_LOG_KEY = AssetKey("write_ahead_commit_log")
 CHECKPOINT_ASSET_KEYS = (AssetKey("checkpoint_plan"), AssetKey("enriched_events"), COMMIT_LOG_KEY)
 CHECKPOINT_TAG = "lineage/checkpoint_id"
-SUBTASK_MODULE = "lineage_dagster.ingest.subtask"  # polars, numpy: loaded only for a run with data
 # Below this many records per subtask, forking workers (each starts its own Kafka consumer, S3
 # connections and polars thread pool) saved no time in A/B runs here and cost CPU.
 MIN_RECORDS_PER_WORKER = 100_000
@@ -121,6 +128,21 @@ def _workers_refused(context: OpExecutionContext, lake: LakeResource) -> str | N
     return fork_unavailable_reason()
 
 
+def _worker_service(context: OpExecutionContext, lake: LakeResource) -> Path | None:
+    """The socket of the worker service that writes this run's subtasks, or None when this run
+    writes them itself: none configured, SUBTASK_WORKERS=0, steps in processes of their own, or
+    no service answering there with this code (a warning says so, and the run forks workers)."""
+    if not lake.subtask_worker_socket or not lake.subtask_workers or not _step_runs_here(context, _subtask_op_name(0)):
+        return None
+    path = Path(lake.subtask_worker_socket)
+    try:
+        check_worker_service(path)
+    except WorkerServiceUnavailable as error:
+        context.log.warning(f"{error}; this run writes its subtasks itself")
+        return None
+    return path
+
+
 def _too_small_for_workers(plan: CheckpointPlan) -> str | None:
     """Why the plan is too small for subtask workers, or None if it is large enough."""
     if plan.record_count < MIN_RECORDS_PER_WORKER * plan.parallelism:
@@ -160,20 +182,29 @@ _worker_pools: dict[str, WorkerPool[SubtaskFiles]] = {}
 
 
 def _subtask_worker_pool(
-    context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource, plan: CheckpointPlan
+    context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource, plan: CheckpointPlan, service: Path | None
 ) -> WorkerPool[SubtaskFiles]:
-    """Fork the workers of this run's subtasks (SUBTASK_WORKERS at once). Each one writes exactly
-    what its step would, right after a fence check, while the run process tells Dagster."""
+    """Hand this run's subtasks to the worker service at `service`, or fork a worker for each
+    (SUBTASK_WORKERS at once either way). Each writes exactly what its step would, right after a
+    fence check, while the run process tells Dagster."""
     store = lake.store()
     own_run_ids = _own_run_ids(context)
 
-    def start(subtask: int) -> Worker[SubtaskFiles]:
+    def start(subtask: int) -> RunningTask[SubtaskFiles]:
         fence(store, lake.commit_log, plan.checkpoint_id, own_run_ids)
-        return start_worker(
-            f"checkpoint_id={plan.checkpoint_id} subtask={subtask}",
-            lambda: _write_subtask(kafka, lake, store, plan, subtask),
-            after_fork=store.drop_connections,
-        )
+        label = f"checkpoint_id={plan.checkpoint_id} subtask={subtask}"
+        if service is not None:
+            request = SubtaskRequest(
+                plan=plan,
+                subtask=subtask,
+                kafka_config=kafka.client_config(),
+                s3=lake.s3_settings(),
+                output=lake.output,
+                dropped=lake.dropped,
+                max_record_bytes=_max_record_bytes(lake, plan),
+            )
+            return ServiceWorker.send(service, request, label)
+        return start_worker(label, lambda: _write_subtask(kafka, lake, store, plan, subtask), after_fork=store.drop_connections)
 
     return WorkerPool(plan.parallelism, lake.subtask_workers, start)
 
@@ -185,7 +216,8 @@ def _collect_from_worker(workers: WorkerPool[SubtaskFiles], run_id: str, subtask
     finally:
         if workers.done:
             del _worker_pools[run_id]
-    return files, f"in worker process {worker.pid} within {time.monotonic() - worker.started:.2f}s of its start"
+    where = "worker service process" if isinstance(worker, ServiceWorker) else "worker process"
+    return files, f"in {where} {worker.pid} within {time.monotonic() - worker.started:.2f}s of its start"
 
 
 def _write_subtask(
@@ -198,9 +230,13 @@ def _write_subtask(
         store=store,
         output=lake.output,
         dropped=lake.dropped,
-        # The plan's limit; plans stored before it had one use the setting.
-        max_record_bytes=lake.max_record_bytes if plan.max_record_bytes is None else plan.max_record_bytes,
+        max_record_bytes=_max_record_bytes(lake, plan),
     )
+
+
+def _max_record_bytes(lake: LakeResource, plan: CheckpointPlan) -> int:
+    """The plan's limit; plans stored before it had one use the setting."""
+    return lake.max_record_bytes if plan.max_record_bytes is None else plan.max_record_bytes
 
 
 def _own_run_ids(context: OpExecutionContext) -> set[str]:
@@ -239,14 +275,16 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
         source = kafka.record_source()
         hour = _run_hour(context)
 
-        # Subtask workers are forked at the end of this step, once Dagster has stored its outputs.
-        # The Parquet modules load first, in a thread as soon as the plan has enough records for
-        # workers, so that the workers share those pages instead of each loading them.
+        # Subtasks go to the worker service, or workers are forked, at the end of this step once
+        # Dagster has stored its outputs. Before a fork the Parquet modules load, in a thread as
+        # soon as the plan has enough records for workers, so that the workers share those pages
+        # instead of each loading them; with the service this run never loads them.
+        service = _worker_service(context, lake)
         workers_refused = _workers_refused(context, lake)
         importing = threading.Thread(target=_subtask_module, name="import-subtask")
 
         def load_parquet_modules() -> None:
-            if workers_refused is None and importing.ident is None:
+            if service is None and workers_refused is None and importing.ident is None:
                 importing.start()
 
         def make_plan(checkpoint_id: int, committed_ends: dict[int, int]) -> CheckpointPlan:
@@ -284,9 +322,9 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 f"location runs {parallelism} subtasks; finish it with PARALLELISM={plan.parallelism}, then change it"
             )
         workers_refused = workers_refused or _too_small_for_workers(plan)
-        if workers_refused is None:
+        if service is None and workers_refused is None:
             load_parquet_modules()  # already loading unless a stored plan was resumed
-        else:
+        elif service is None:
             _prepare_subtask(context, kafka, plan, 0)
         if plan.hour != hour:
             context.log.warning(
@@ -316,9 +354,15 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 "offset_ranges": _ranges_table(plan),
             },
         )
-        if workers_refused is None:
+        if service is not None:
+            _worker_pools[context.run_id] = _subtask_worker_pool(context, kafka, lake, plan, service)
+            context.log.info(
+                f"checkpoint_id={plan.checkpoint_id} subtasks are written by the worker service at {service} "
+                f"(SUBTASK_WORKERS={lake.subtask_workers} at once)"
+            )
+        elif workers_refused is None:
             importing.join()
-            workers = _worker_pools[context.run_id] = _subtask_worker_pool(context, kafka, lake, plan)
+            workers = _worker_pools[context.run_id] = _subtask_worker_pool(context, kafka, lake, plan, None)
             context.log.info(
                 f"checkpoint_id={plan.checkpoint_id} subtasks are written by worker processes (SUBTASK_WORKERS="
                 f"{lake.subtask_workers} at once); started: "

@@ -23,9 +23,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 _PR_SET_PDEATHSIG = 1
 # Threads of polars' compute pool; the process also has allocator and cleanup threads from the import.
@@ -51,8 +52,8 @@ def fork_unavailable_reason() -> str | None:
     return None
 
 
-def _die_with_parent(parent: int) -> None:
-    """The worker is killed when the run process ends, so a killed run leaves no writer behind."""
+def die_with_parent(parent: int) -> None:
+    """This process is killed when `parent` ends, so a killed run (or worker service) leaves no writer behind."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before prctl took effect
@@ -65,7 +66,7 @@ def _report(pipe: int, payload: bytes) -> None:
         view = view[os.write(pipe, view) :]
 
 
-def _picklable(error: BaseException) -> BaseException:
+def picklable_error(error: BaseException) -> BaseException:
     """The exception itself if it survives pickling (a user then sees the same error type and
     message as without workers), else its text."""
     trace = "".join(traceback.format_exception(error)).strip()
@@ -75,6 +76,15 @@ def _picklable(error: BaseException) -> BaseException:
         return error
     except Exception:  # noqa: BLE001 - any unpicklable exception is reported as text
         return WorkerError(trace)
+
+
+class RunningTask(Protocol[T_co]):
+    """A value being computed elsewhere: by a forked `Worker` or a worker service's process."""
+
+    pid: int | None
+    started: float  # time.monotonic() when it was handed over
+
+    def result(self) -> T_co: ...
 
 
 @dataclass
@@ -126,11 +136,11 @@ def start_worker(label: str, compute: Callable[[], T], after_fork: Callable[[], 
         status = 0
         try:
             os.close(read_end)
-            _die_with_parent(parent)
+            die_with_parent(parent)
             after_fork()
             payload = pickle.dumps((True, compute()))
         except BaseException as error:  # noqa: BLE001 - everything goes back to the run process
-            payload = pickle.dumps((False, _picklable(error)))
+            payload = pickle.dumps((False, picklable_error(error)))
         try:
             _report(write_end, payload)
             sys.stdout.flush()
@@ -146,9 +156,9 @@ class WorkerPool(Generic[T]):
     """Workers for tasks 0..count-1, started in task order, at most `limit` running at once; a
     task's worker starts early when its result is asked for first."""
 
-    def __init__(self, count: int, limit: int, start: Callable[[int], Worker[T]]) -> None:
+    def __init__(self, count: int, limit: int, start: Callable[[int], RunningTask[T]]) -> None:
         self.count, self.limit, self._start = count, max(1, limit), start
-        self.running: dict[int, Worker[T]] = {}
+        self.running: dict[int, RunningTask[T]] = {}
         self.next_task = 0
         self.fill()
 
@@ -163,7 +173,7 @@ class WorkerPool(Generic[T]):
     def handles(self, task: int) -> bool:
         return task in self.running or self.next_task <= task < self.count
 
-    def collect(self, task: int) -> tuple[T, Worker[T]]:
+    def collect(self, task: int) -> tuple[T, RunningTask[T]]:
         """Task `task`'s value and the worker that computed it (its exception is raised here)."""
         while self.next_task <= task:
             self._start_next()

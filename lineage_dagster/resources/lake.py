@@ -7,6 +7,7 @@ from dagster_aws.s3 import S3Resource
 from lineage_dagster.clients.s3 import S3ObjectStore
 from lineage_dagster.ingest.collector import build_long_lived
 from lineage_dagster.ledger.paths import S3Location
+from lineage_dagster.settings import S3Settings
 
 
 @cache
@@ -34,6 +35,8 @@ class LakeResource(ConfigurableResource):
     # Subtasks written by forked worker processes at once in an in-process run; 0: none, the run's
     # process writes them one after another.
     subtask_workers: int = 0
+    # The Unix socket of a `lineage workers` service that writes the subtasks instead (settings.py).
+    subtask_worker_socket: str | None = None
     allow_offset_loss: bool = False
 
     @property
@@ -47,6 +50,15 @@ class LakeResource(ConfigurableResource):
     @property
     def dropped(self) -> S3Location:
         return S3Location.parse(self.dropped_path)
+
+    def s3_settings(self) -> S3Settings:
+        """The S3 endpoint, region and keys, for a worker service building its own client."""
+        return S3Settings(
+            endpoint_url=self.s3.endpoint_url,
+            access_key_id=self.s3.aws_access_key_id,
+            secret_access_key=self.s3.aws_secret_access_key,
+            region=self.s3.region_name or "us-east-1",
+        )
 
     def store(self) -> S3ObjectStore:
         return S3ObjectStore(_client(self.s3))

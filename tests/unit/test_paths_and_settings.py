@@ -49,6 +49,10 @@ def test_defaults_are_the_seeds():
     assert settings.parallelism == 2
     assert settings.subtask_workers == (os.cpu_count() or 1)
     assert load_settings({"SUBTASK_WORKERS": "0"}).subtask_workers == 0  # off: no worker processes
+    assert settings.subtask_worker_socket is None  # runs fork their own workers
+    assert str(load_settings({"SUBTASK_WORKER_SOCKET": "/run/lineage/workers.sock"}).subtask_worker_socket) == (
+        "/run/lineage/workers.sock"
+    )
 
 
 @pytest.mark.parametrize(
@@ -61,6 +65,8 @@ def test_defaults_are_the_seeds():
         ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL"),
         ({"MAX_RECORDS_PER_CHECKPOINT": "-5"}, "MAX_RECORDS_PER_CHECKPOINT"),
         ({"SUBTASK_WORKERS": "-1"}, "SUBTASK_WORKERS=-1 must be between 0 and 256"),
+        ({"SUBTASK_WORKER_SOCKET": "workers.sock"}, "SUBTASK_WORKER_SOCKET='workers.sock' must be an absolute path"),
+        ({"SUBTASK_WORKER_SOCKET": "/" + "x" * 120}, "SUBTASK_WORKER_SOCKET=.* is longer than a Unix socket path"),
         ({"OUTPUT_PATH": "s3://bk1/lake", "WRITE_AHEAD_COMMIT_LOG_PATH": "s3://bk1/lake/log"}, "WRITE_AHEAD_COMMIT_LOG_PATH"),
     ],
 )
