@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -165,8 +166,18 @@ def _dagster_yaml() -> str:
     return resources.files("lineage_dagster").joinpath("deploy/dagster.yaml").read_text()
 
 
+def _worker_socket(data_dir: Path) -> Path:
+    """The worker service's socket: in the data directory, or a private temporary one when that
+    path is too long for a Unix socket."""
+    path = data_dir.resolve() / "workers.sock"
+    if len(os.fsencode(str(path))) <= 100:
+        return path
+    return Path(tempfile.mkdtemp(prefix="lineage-")) / "workers.sock"
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
-    """Everything for a local run: services, generator, and `dagster dev` with the schedule on."""
+    """Everything for a local run: services, the worker service, generator, and `dagster dev` with
+    the schedule on."""
     stack = _stack(args)
     try:
         env = {**os.environ, **stack.up()}
@@ -178,8 +189,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(_dagster_yaml())
     env["DAGSTER_HOME"] = str(dagster_home)
+    env["SUBTASK_WORKER_SOCKET"] = str(_worker_socket(args.data_dir))
     bin_dir = Path(sys.executable).parent
     children = [
+        subprocess.Popen([str(bin_dir / "lineage"), "workers", "--socket", env["SUBTASK_WORKER_SOCKET"]], env=env),
         subprocess.Popen([str(bin_dir / "lineage"), "generate", "--rate", str(args.rate)], env=env),
         subprocess.Popen(
             [str(bin_dir / "dagster"), "dev", "-m", "lineage_dagster.definitions", "-h", "127.0.0.1", "-p", str(args.port)],
@@ -241,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     stack_options(services)
     services.set_defaults(func=cmd_services)
 
-    dev = sub.add_parser("dev", help="services + generator + Dagster UI with the schedule on")
+    dev = sub.add_parser("dev", help="services + worker service + generator + Dagster UI with the schedule on")
     stack_options(dev)
     dev.add_argument("--port", type=int, default=3000, help="Dagster UI port (bound to 127.0.0.1)")
     dev.add_argument("--rate", type=float, default=10.0, help="generator records per second")
