@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata, resources
@@ -42,6 +43,7 @@ from lineage_dagster.clients.s3 import S3ObjectStore, make_s3_client
 from lineage_dagster.generator import produce_events
 from lineage_dagster.ingest.bulk_decode import decode_batch
 from lineage_dagster.ingest.subtask import write_subtask_files
+from lineage_dagster.ingest.worker_service import WorkerServiceUnavailable, check_worker_service
 from lineage_dagster.ledger.paths import S3Location
 from lineage_dagster.ledger.plan import PartitionRange, plan_checkpoint
 from lineage_dagster.ledger.protocol import read_marker
@@ -82,15 +84,26 @@ class CpuSample:
     ticks: tuple[int, ...]  # the machine's busy ticks, then each part's (WINDOW_PARTS order)
 
 
-# Where a checkpoint window's CPU goes. The run process waits for its subtask workers before it
-# commits, so its waited-for children's ticks hold every worker's CPU by the window's end.
-WINDOW_PARTS = ("run process", "workers", "Kafka", "SeaweedFS")
+# Where a checkpoint window's CPU goes. The run process waits for its forked subtask workers
+# before it commits, so its waited-for children's ticks hold every worker's CPU by the window's end;
+# with the worker service, its processes write the subtasks instead.
+WINDOW_PARTS = ("run process", "forked workers", "worker service", "Kafka", "SeaweedFS")
 
 
-def _cpu_sample(run_pid: int, service_pids: tuple[int, int]) -> CpuSample:
+def _tree_ticks(pids: tuple[int, ...]) -> int:
+    """CPU ticks of the given processes and of the children they have waited for."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += sum(_process_ticks(pid))
+    return total
+
+
+def _cpu_sample(run_pid: int, service_pids: tuple[int, int], worker_service: tuple[int, ...]) -> CpuSample:
     at = time.time()
     own, children = _process_ticks(run_pid)
-    return CpuSample(at, (_busy_ticks(), own, children, *(_process_ticks(pid)[0] for pid in service_pids)))
+    services = (_process_ticks(pid)[0] for pid in service_pids)
+    return CpuSample(at, (_busy_ticks(), own, children, _tree_ticks(worker_service), *services))
 
 
 def _interpolated(timeline: list[CpuSample], moment: float) -> list[float] | None:
@@ -161,15 +174,29 @@ def _resident_bytes(pids: list[int]) -> int:
     return total
 
 
-def timed_process(args: list[str], env: dict[str, str], services: tuple[int, int] | None = None) -> ProcessRun:
+def _minor_faults(pids: tuple[int, ...]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = _stat_fields(pid)
+            total += int(fields[7]) + int(fields[8])  # its own, and its waited-for children's
+    return total
+
+
+def timed_process(
+    args: list[str], env: dict[str, str], services: tuple[int, int] | None = None, worker_service: tuple[int, ...] = ()
+) -> ProcessRun:
     """Wall and CPU seconds (of the process and its children), peak RSS and output of a command;
     with the pids of Kafka and SeaweedFS as `services`, also a timeline of where the CPU went.
+    With the pids of a worker service (idle but for the runs measured here), what it spends while
+    the command runs counts as the command's: CPU, fresh pages and memory.
 
     The peak RSS is the higher of the process's own high-water mark and the highest sum over the
-    process and its children (subtask workers), sampled every 0.1 s; pages a worker shares with the
-    run process count in both, so the sum is an upper bound. Not `ru_maxrss`: Linux records at
+    process, its children (subtask workers) and the worker service, sampled every 0.1 s; pages a
+    worker shares with its parent count in both, so the sum is an upper bound. Not `ru_maxrss`: Linux records at
     `exec` the peak of the address space being replaced, so a child's starts at its parent's, and
     this process's own peak (over 1 GiB after producing the large records) stood in for the run's."""
+    service_cpu, service_faults = _tree_ticks(worker_service), _minor_faults(worker_service)
     started = time.perf_counter()
     process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak_tree = peak_own = 0
@@ -182,9 +209,9 @@ def timed_process(args: list[str], env: dict[str, str], services: tuple[int, int
         while not exited.wait(CPU_SAMPLE_S if services else 0.1):
             if services:
                 with contextlib.suppress(OSError):  # the command has been waited for
-                    timeline.append(_cpu_sample(process.pid, services))
+                    timeline.append(_cpu_sample(process.pid, services, worker_service))
             if not services or samples % 5 == 0:
-                peak_tree = max(peak_tree, _resident_bytes(_process_tree(process.pid)))
+                peak_tree = max(peak_tree, _resident_bytes([*_process_tree(process.pid), *worker_service]))
             peak_own = max(peak_own, _high_water_bytes(process.pid))
             samples += 1
 
@@ -198,7 +225,9 @@ def timed_process(args: list[str], env: dict[str, str], services: tuple[int, int
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{output[-3000:]}")
     peak_mib = max(peak_own, peak_tree) >> 20
-    return ProcessRun(elapsed, usage.ru_utime + usage.ru_stime, peak_mib, usage.ru_minflt, output, timeline)
+    service_cpu_s = (_tree_ticks(worker_service) - service_cpu) * TICK_S
+    faults = usage.ru_minflt + _minor_faults(worker_service) - service_faults
+    return ProcessRun(elapsed, usage.ru_utime + usage.ru_stime + service_cpu_s, peak_mib, faults, output, timeline)
 
 
 @dataclass
@@ -269,10 +298,11 @@ def parquet_modules_load_cpu_s(env: dict[str, str]) -> float:
 STEP_TIME = re.compile(r'Finished execution of step "checkpoint\.(\w+)" in ([\d.]+m?s)')
 
 
-def checkpoint(env: dict[str, str], services: tuple[int, int] | None = None) -> tuple[ProcessRun, dict]:
-    run = timed_process(
-        [str(BIN / "dagster"), "job", "execute", "-m", "lineage_dagster.definitions", "-j", "checkpoint_job"], env, services
-    )
+def checkpoint(
+    env: dict[str, str], services: tuple[int, int] | None = None, worker_service: tuple[int, ...] = ()
+) -> tuple[ProcessRun, dict]:
+    command = [str(BIN / "dagster"), "job", "execute", "-m", "lineage_dagster.definitions", "-j", "checkpoint_job"]
+    run = timed_process(command, env, services, worker_service)
     commits = commit_metadata(Path(env["DAGSTER_HOME"]), limit=1)
     return run, commits[0] if commits else {}
 
@@ -344,14 +374,14 @@ def warm_data_path(env: dict[str, str], records: int, passes: int = 3) -> tuple[
     return statistics.median(rates), statistics.median(per_cpu)
 
 
-def sustained(stack: LocalStack, data_dir: Path, seconds: int, rate: int) -> list[Row]:
+def sustained(stack: LocalStack, data_dir: Path, seconds: int, rate: int, worker_socket: str) -> list[Row]:
     """The generator at `rate` for `seconds` while the Dagster daemon runs the real schedule and sensor."""
     topic = f"sustained-{uuid.uuid4().hex[:8]}"
     stack.create_topic(topic, 10)
     home = data_dir / f"dagster-{topic}"
     home.mkdir(parents=True)
     (home / "dagster.yaml").write_text(resources.files("lineage_dagster").joinpath("deploy/dagster.yaml").read_text())
-    env = {**os.environ, **stack.pipeline_env(topic), "DAGSTER_HOME": str(home)}
+    env = {**os.environ, **stack.pipeline_env(topic), "DAGSTER_HOME": str(home), "SUBTASK_WORKER_SOCKET": worker_socket}
     with (home / "daemon.log").open("w") as daemon_log:
         daemon = subprocess.Popen(
             [str(BIN / "dagster-daemon"), "run", "-m", "lineage_dagster.definitions"],
@@ -398,14 +428,16 @@ def sustained(stack: LocalStack, data_dir: Path, seconds: int, rate: int) -> lis
     ]
 
 
-def large_records_drain(stack: LocalStack, data_dir: Path, mib: int, size: int = 900_000) -> Row:
+def large_records_drain(
+    stack: LocalStack, data_dir: Path, mib: int, worker_socket: str, worker_service: tuple[int, ...], size: int = 900_000
+) -> Row:
     """A backlog of `mib` MiB of undecodable payloads (random bytes, `size` each): the run's memory
     must stay bounded by SUBTASK_BUFFER_BYTES, not grow with the backlog."""
     topic = f"large-{uuid.uuid4().hex[:8]}"
     stack.create_topic(topic, 10)
     home = data_dir / f"dagster-{topic}"
     home.mkdir(parents=True)
-    env = {**os.environ, **stack.pipeline_env(topic), "DAGSTER_HOME": str(home)}
+    env = {**os.environ, **stack.pipeline_env(topic), "DAGSTER_HOME": str(home), "SUBTASK_WORKER_SOCKET": worker_socket}
     count = (mib << 20) // size
     print(f"producing {count:,} undecodable records of {size:,} bytes...", flush=True)
     producer = Producer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "linger.ms": 50})
@@ -420,7 +452,7 @@ def large_records_drain(stack: LocalStack, data_dir: Path, mib: int, size: int =
         raise RuntimeError(f"the large records for {topic} were not all delivered")
     peak, dropped, files, started = 0, 0, 0, time.perf_counter()
     while dropped < count:
-        run, meta = checkpoint(env)
+        run, meta = checkpoint(env, worker_service=worker_service)
         if not meta.get("dropped_records"):
             raise RuntimeError(f"a checkpoint of {topic} committed no dead-letter records:\n{run.output[-3000:]}")
         peak, dropped, files = max(peak, run.peak_rss_mib), dropped + meta["dropped_records"], files + meta["files"]
@@ -430,6 +462,30 @@ def large_records_drain(stack: LocalStack, data_dir: Path, mib: int, size: int =
         "<= 1024 MiB",
         f"{count:,} x {size // 1000} KB ({mib:,} MiB) in {files} files, {time.perf_counter() - started:.0f} s",
     )
+
+
+@contextlib.contextmanager
+def worker_service(env: dict[str, str], data_dir: Path) -> Iterator[tuple[dict[str, str], tuple[int, ...]]]:
+    """`lineage workers` as `lineage dev` and the compose deployment run it: the env that points
+    runs at it, and the pids of its processes."""
+    socket = data_dir / "workers.sock"
+    log_path = data_dir / "worker-service.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen([str(BIN / "lineage"), "workers", "--socket", str(socket)], env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                check_worker_service(socket)
+                break
+            except WorkerServiceUnavailable:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the worker service did not start:\n{log_path.read_text()[-3000:]}") from None
+                time.sleep(0.2)
+        yield {**env, "SUBTASK_WORKER_SOCKET": str(socket)}, tuple(_process_tree(process.pid))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
 
 
 def service_pid(stack: LocalStack, name: str) -> int:
@@ -521,7 +577,12 @@ def main() -> int:
     bootstrap = stack_env["KAFKA_BOOTSTRAP_SERVERS"]
     trivial_job = [str(BIN / "dagster"), "job", "execute", "-f", str(HERE / "trivial_job.py"), "-j", "trivial_job"]
     rows: list[Row] = []
+    exits = contextlib.ExitStack()
     try:
+        # The runs hand their subtasks to a worker service, as in `lineage dev` and the compose
+        # deployment; each round also runs a checkpoint whose workers the run forks itself.
+        forked_env = env
+        env, service_pids = exits.enter_context(worker_service(env, args.data_dir))
         print(f"producing {args.records} records...", flush=True)
         produce_events({"bootstrap.servers": bootstrap}, topic, rate=None, count=args.records)
 
@@ -544,16 +605,20 @@ def main() -> int:
         # Each round's checkpoint is also paired with a raw read just before it, so that its ratio
         # to raw consume compares the two under the same load of the shared machine.
         fulls: list[tuple[ProcessRun, dict]] = []
-        empties, trivials, tinies, paired_raws = [], [], [], []
+        forkeds: list[tuple[ProcessRun, dict]] = []
+        empties, trivials, tinies, paired_raws, forked_raws = [], [], [], [], []
         for round_number in range(args.rounds):
             if round_number:
                 produce_events({"bootstrap.servers": bootstrap}, topic, rate=None, count=args.records)
             paired_raws.append(raw_consume(bootstrap, topic, args.records, services[0], passes=1, warm_up=False))
-            fulls.append(checkpoint(env, services))
-            empties.append(checkpoint(env)[0])
+            fulls.append(checkpoint(env, services, service_pids))
+            produce_events({"bootstrap.servers": bootstrap}, topic, rate=None, count=args.records)
+            forked_raws.append(raw_consume(bootstrap, topic, args.records, services[0], passes=1, warm_up=False))
+            forkeds.append(checkpoint(forked_env, services))
+            empties.append(checkpoint(env, worker_service=service_pids)[0])
             trivials.append(timed_process(trivial_job, env))
             produce_events({"bootstrap.servers": bootstrap}, topic, rate=None, count=100)
-            tinies.append(checkpoint(env)[0])
+            tinies.append(checkpoint(env, worker_service=service_pids)[0])
         full, meta = sorted(fulls, key=lambda run: run[0].wall_s)[len(fulls) // 2]
         empty_wall = statistics.median(r.wall_s for r in empties)
         trivial_wall = statistics.median(r.wall_s for r in trivials)
@@ -577,6 +642,18 @@ def main() -> int:
                 f"{args.records / statistics.median(paired_raw_s):,.0f} records/s (median of {args.rounds})",
                 "",
                 "a read right before each checkpoint",
+            )
+        )
+        forked_rate = statistics.median(m["records"] / m["duration_s"] for _, m in forkeds)
+        forked_ratio = statistics.median(r.seconds / m["duration_s"] for r, (_, m) in zip(forked_raws, forkeds, strict=True))
+        forked_extra_cpu = statistics.median(r.cpu_s for r, _ in forkeds) - statistics.median(r.cpu_s for r in empties)
+        forked_per_core = meta["records"] / max(forked_extra_cpu, 1e-3)
+        rows.append(
+            (
+                "pipeline, forked workers",
+                f"{forked_rate:,.0f} records/s (median of {args.rounds})",
+                "(no worker service)",
+                f"{forked_ratio:.3f}x paired; {forked_per_core:,.0f}/CPU-s",
             )
         )
         rows.extend(window_cpu_rows(env, fulls, paired_raws))
@@ -639,7 +716,7 @@ def main() -> int:
             high = sum(h for _, h in KafkaRecordSource({"bootstrap.servers": bootstrap}, topic).watermarks().values())
             peak, drained, started = 0, 0, time.perf_counter()
             while True:
-                run, meta = checkpoint(env)
+                run, meta = checkpoint(env, worker_service=service_pids)
                 peak = max(peak, run.peak_rss_mib)
                 drained += meta["records"]
                 print(f"  checkpoint {meta['checkpoint_id']}: {meta['records']} records, {run.peak_rss_mib} MiB", flush=True)
@@ -664,11 +741,13 @@ def main() -> int:
                     verify.output.strip().splitlines()[-1],
                 )
             )
+        socket = env["SUBTASK_WORKER_SOCKET"]
         if args.large_records:
-            rows.append(large_records_drain(stack, args.data_dir, args.large_records))
+            rows.append(large_records_drain(stack, args.data_dir, args.large_records, socket, service_pids))
         if args.sustained:
-            rows.extend(sustained(stack, args.data_dir, args.sustained, args.rate))
+            rows.extend(sustained(stack, args.data_dir, args.sustained, args.rate, socket))
     finally:
+        exits.close()
         stack.down()
 
     versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("dagster", "confluent-kafka", "polars", "numpy"))

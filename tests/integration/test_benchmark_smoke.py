@@ -13,6 +13,7 @@ FIGURES = {
     "decode stage",
     "pipeline rate",
     "raw consume, paired",
+    "pipeline, forked workers",
     "CPU of the 1M window",
     "CPU of its raw read",
     "pipeline bound by CPU",
@@ -41,7 +42,7 @@ def test_benchmark_prints_every_figure_of_a_small_run(tmp_path):
     pipeline = next(cells for cells in rows if cells[0].strip() == "pipeline rate")
     assert "x raw" in pipeline[3] and "/CPU-s" in pipeline[3] and "median of 1 x 5,000" in pipeline[1]
     window = next(cells for cells in rows if cells[0].strip() == "CPU of the 1M window")
-    assert "core-s in" in window[1] and "run process" in window[3] and "workers" in window[3], window
+    assert "core-s in" in window[1] and "run process" in window[3] and "worker service" in window[3], window
     bound = next(cells for cells in rows if cells[0].strip() == "pipeline bound by CPU")
     assert "x paired raw" in bound[3], bound
     assert "cores, Python" in result.stdout and "steps of the median" in result.stdout

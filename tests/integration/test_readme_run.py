@@ -1,6 +1,6 @@
 """The README's run command on a fresh clone, as a new user starts it: Parquet and commit-log files
-(written by the worker service it starts) are in S3 within three minutes (venv set-up included; downloads come from the user caches), even
-from a shell that has other AWS credentials set."""
+(written by the worker service it starts) are in S3 within three minutes (venv set-up included;
+downloads come from the user caches), even from a shell that has other AWS credentials set."""
 
 import os
 import re

@@ -12,14 +12,20 @@ ROOT = Path(__file__).parents[2]
 def test_compose_has_every_service_and_valid_pipeline_settings():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"kafka", "kafka-init", "minio", "minio-init", "postgres", "code", "webserver", "daemon", "generator"} <= set(services)
+    expected = {"kafka", "kafka-init", "minio", "minio-init", "postgres", "code", "workers", "webserver", "daemon", "generator"}
+    assert expected <= set(services)
     env = {k: str(v) for k, v in services["code"]["environment"].items() if "${" not in str(v)}
     settings = load_settings(env)
     assert settings.kafka_bootstrap_servers == "kafka:9092"
     assert str(settings.commit_log) == "s3://flink-data/write-ahead-commit-log"
     assert services["webserver"]["ports"] == ["127.0.0.1:3000:3000"]
-    for name in ("code", "webserver", "daemon"):
+    for name in ("code", "workers", "webserver", "daemon"):
         assert services[name]["environment"] == services["code"]["environment"]
+    # The runs start in the code location's container: the worker service's socket must be there.
+    socket = settings.subtask_worker_socket
+    assert socket is not None and services["workers"]["command"] == ["lineage", "workers"]
+    for name in ("code", "workers"):
+        assert f"worker-socket:{socket.parent}" in services[name]["volumes"]
     for path in ("deploy/dagster-compose.yaml", "deploy/workspace-compose.yaml"):
         assert (ROOT / path).exists() and path in (ROOT / "Dockerfile").read_text()
     instance = yaml.safe_load((ROOT / "deploy/dagster-compose.yaml").read_text())
