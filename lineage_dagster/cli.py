@@ -235,7 +235,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
         raise UserError(f"--workers {args.workers} must be at least 1")
     workers = args.workers or settings.subtask_workers or 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(path, workers, on_ready=lambda pids: print(f"worker service at {path}: {workers} workers (pids {pids})", flush=True))
+    serve(path, workers)
     return 0
 
 

@@ -170,7 +170,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         parallelism=_whole_number(env, "PARALLELISM", 2, 256),
         max_records_per_checkpoint=_whole_number(env, "MAX_RECORDS_PER_CHECKPOINT", 1_000_000, 100_000_000),
         max_record_bytes=_whole_number(env, "MAX_RECORD_BYTES", 1_048_576, 1_073_741_824),
-        subtask_buffer_bytes=_whole_number(env, "SUBTASK_BUFFER_BYTES", 134_217_728, 68_719_476_736),
+        subtask_buffer_bytes=_whole_number(env, "SUBTASK_BUFFER_BYTES", 67_108_864, 68_719_476_736),
         subtask_workers=_whole_number(env, "SUBTASK_WORKERS", os.cpu_count() or 1, 256, minimum=0),
         subtask_worker_socket=_socket_path(env, "SUBTASK_WORKER_SOCKET"),
         allow_offset_loss=_flag(env, "ALLOW_OFFSET_LOSS"),

@@ -39,7 +39,7 @@ from typing import Any
 
 from lineage_dagster import faults
 from lineage_dagster.ingest.collector import build_long_lived
-from lineage_dagster.ingest.workers import WorkerError, die_with_parent, picklable_error
+from lineage_dagster.ingest.workers import WorkerError, die_with_parent, fork_unavailable_reason, picklable_error
 from lineage_dagster.ledger.commit_log import SubtaskFiles
 from lineage_dagster.ledger.paths import S3Location
 from lineage_dagster.ledger.plan import CheckpointPlan
@@ -50,8 +50,13 @@ log = logging.getLogger(__name__)
 SUBTASK_MODULE = "lineage_dagster.ingest.subtask"
 _LENGTH = struct.Struct("!Q")
 _PEER_CREDENTIALS = struct.Struct("3i")  # pid, uid, gid
-# A worker that exits this soon after its start is restarted only after a pause, not in a tight loop.
+# A worker that fails this soon after its start is restarted only after a pause, not in a tight loop.
 _RESTART_PAUSE_S = 1.0
+# A worker keeps the memory its allocators hold after a subtask (~190 MB after 500k seed records),
+# which the next subtask reuses instead of faulting in afresh. Past this much (large records), it
+# exits after its subtask and a fresh one takes its place, so idle workers cannot hold a
+# checkpoint's worth of memory each.
+RECYCLE_RSS_BYTES = 320 << 20
 
 
 class WorkerServiceUnavailable(RuntimeError):
@@ -251,9 +256,12 @@ def _answer(connection: socket.socket, compute: Callable[[SubtaskRequest], objec
     done_read, done_write = os.pipe()
     watchdog = threading.Thread(target=_exit_when_peer_leaves, args=(connection, done_read), daemon=True)
     watchdog.start()
+    started = time.monotonic()
     try:
         answer = (True, compute(request), os.getpid())
+        log.info("worker %s: wrote %s in %.2fs", os.getpid(), label, time.monotonic() - started)
     except BaseException as error:  # noqa: BLE001 - everything goes back to the run
+        log.warning("worker %s: %s failed: %s", os.getpid(), label, error)
         answer = (False, picklable_error(error), os.getpid())
     finally:
         os.write(done_write, b"x")
@@ -267,13 +275,27 @@ def _answer(connection: socket.socket, compute: Callable[[SubtaskRequest], objec
     return True
 
 
-def _serve_connections(listener: socket.socket, compute: Callable[[SubtaskRequest], object]) -> None:
+def _serve_connections(listener: socket.socket, compute: Callable[[SubtaskRequest], object], recycle_rss_bytes: int) -> None:
+    """Answer connections until a subtask leaves this process holding more than `recycle_rss_bytes`."""
     while True:
         connection, _ = listener.accept()
         with connection:
             computed = _answer(connection, compute)
         if computed:
             _release_freed_memory()
+            resident = _resident_bytes()
+            if resident > recycle_rss_bytes:
+                log.info(
+                    "worker %s: %s MiB resident after its subtask, over %s MiB; exiting for a fresh worker",
+                    os.getpid(),
+                    resident >> 20,
+                    recycle_rss_bytes >> 20,
+                )
+                return
+
+
+def _resident_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _release_freed_memory() -> None:
@@ -282,7 +304,9 @@ def _release_freed_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
-def _start_worker(listener: socket.socket, compute: Callable[[SubtaskRequest], object], warm_up: Callable[[], None]) -> int:
+def _start_worker(
+    listener: socket.socket, compute: Callable[[SubtaskRequest], object], warm_up: Callable[[], None], recycle_rss_bytes: int
+) -> int:
     service = os.getpid()
     pid = os.fork()
     if pid:
@@ -293,7 +317,7 @@ def _start_worker(listener: socket.socket, compute: Callable[[SubtaskRequest], o
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, signal.SIG_DFL)
         warm_up()
-        _serve_connections(listener, compute)
+        _serve_connections(listener, compute, recycle_rss_bytes)
     except BaseException:  # logged; the service starts another worker
         log.exception("worker %s failed", os.getpid())
         status = 1
@@ -328,10 +352,11 @@ def serve(
     *,
     compute: Callable[[SubtaskRequest], object] = write_requested_subtask,
     warm_up: Callable[[], None] = _warm_up,
-    on_ready: Callable[[list[int]], None] | None = None,
+    recycle_rss_bytes: int = RECYCLE_RSS_BYTES,
 ) -> None:
     """Run the service until SIGTERM or SIGINT: `workers` processes accept subtasks at `path`, and
-    one that exits is replaced. The Parquet modules load here once, before the workers fork, so
+    one that exits is replaced (a worker exits by itself after a subtask that left it holding more
+    than `recycle_rss_bytes`). The Parquet modules load here once, before the workers fork, so
     they share those pages; polars' threads start in each worker (a fork cannot carry them)."""
     listener = _listen(path)
     stopping = threading.Event()
@@ -345,11 +370,12 @@ def serve(
         code_fingerprint()  # once, shared by the workers
         if compute is write_requested_subtask:
             build_long_lived(lambda: importlib.import_module(SUBTASK_MODULE))
+        reason = fork_unavailable_reason()
+        if reason is not None:
+            raise WorkerServiceUnavailable(f"cannot start the workers: {reason}")
         for _ in range(workers):
-            running[_start_worker(listener, compute, warm_up)] = time.monotonic()
+            running[_start_worker(listener, compute, warm_up, recycle_rss_bytes)] = time.monotonic()
         log.info("worker service at %s: %s workers, pids %s", path, workers, sorted(running))
-        if on_ready is not None:
-            on_ready(sorted(running))
         while not stopping.is_set():
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
@@ -358,11 +384,17 @@ def serve(
             started = running.pop(pid, None)
             if started is None:
                 continue
-            log.warning("worker %s ended (%s); starting another", pid, _exit_description(status))
-            if time.monotonic() - started < _RESTART_PAUSE_S:
+            failed = status != 0
+            log.log(
+                logging.WARNING if failed else logging.INFO,
+                "worker %s ended (%s); starting another",
+                pid,
+                _exit_description(status),
+            )
+            if failed and time.monotonic() - started < _RESTART_PAUSE_S:
                 stopping.wait(_RESTART_PAUSE_S)
             if not stopping.is_set():
-                running[_start_worker(listener, compute, warm_up)] = time.monotonic()
+                running[_start_worker(listener, compute, warm_up, recycle_rss_bytes)] = time.monotonic()
     finally:
         for pid in running:
             _kill(pid)

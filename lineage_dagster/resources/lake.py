@@ -31,7 +31,7 @@ class LakeResource(ConfigurableResource):
     dropped_path: str
     max_records_per_checkpoint: int = 1_000_000
     max_record_bytes: int = 1_048_576
-    subtask_buffer_bytes: int = 134_217_728
+    subtask_buffer_bytes: int = 67_108_864
     # Subtasks written by forked worker processes at once in an in-process run; 0: none, the run's
     # process writes them one after another.
     subtask_workers: int = 0

@@ -8,7 +8,6 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,20 +21,11 @@ from lineage_dagster.ingest.worker_service import (
 )
 from lineage_dagster.ingest.workers import WorkerError
 from lineage_dagster.ledger.paths import S3Location
-from lineage_dagster.ledger.plan import OffsetsLostError, plan_checkpoint
+from lineage_dagster.ledger.plan import OffsetsLostError
 from lineage_dagster.settings import S3Settings
+from tests.unit.test_plan import make_plan
 
-PLAN = plan_checkpoint(
-    checkpoint_id=7,
-    topic="events",
-    hour=datetime(2026, 11, 27, tzinfo=UTC),
-    committed_ends={0: 0, 1: 0},
-    watermarks={0: (0, 10), 1: (0, 10)},
-    max_records=100,
-    parallelism=2,
-    run_id="run",
-    planned_at_ms=0,
-)
+PLAN = make_plan(committed={0: 0, 1: 0}, watermarks={0: (0, 10), 1: (0, 10)}, checkpoint_id=7)
 OUTPUT = S3Location("bucket", "output")
 
 
@@ -51,8 +41,13 @@ def _request(subtask: int) -> SubtaskRequest:
     )
 
 
+RECYCLE_RSS_BYTES = 400 << 20
+_kept: list[bytes] = []  # what a stand-in subtask leaves its worker holding
+
+
 def _stand_in(scratch: Path):
-    """Subtask 0 answers, 1 raises, 2 writes a file after a second, 3 kills its process."""
+    """Subtask 0 answers, 1 raises, 2 writes a file after a second, 3 kills its process, 4 leaves
+    its process holding more than RECYCLE_RSS_BYTES."""
 
     def compute(request: SubtaskRequest) -> object:
         if request.subtask == 1:
@@ -63,6 +58,8 @@ def _stand_in(scratch: Path):
             (scratch / "written").write_text("late")
         if request.subtask == 3:
             os.kill(os.getpid(), signal.SIGKILL)
+        if request.subtask == 4:
+            _kept.append(os.urandom(RECYCLE_RSS_BYTES))
         return ("wrote", request.plan.checkpoint_id, request.subtask)
 
     return compute
@@ -82,7 +79,7 @@ def service(tmp_path: Path) -> Iterator[Path]:
     if pid == 0:  # the service, as `lineage workers` runs it
         status = 0
         try:
-            serve(path, 2, compute=_stand_in(tmp_path), warm_up=lambda: None)
+            serve(path, 2, compute=_stand_in(tmp_path), warm_up=lambda: None, recycle_rss_bytes=RECYCLE_RSS_BYTES)
         except BaseException:  # noqa: BLE001 - the test sees the service missing
             status = 1
         os._exit(status)
@@ -133,6 +130,18 @@ def _answers(path: Path) -> bool:
         return ServiceWorker.send(path, _request(0), "probe").result() == ("wrote", 7, 0)
     except (WorkerError, WorkerServiceUnavailable):
         return False
+
+
+def test_a_worker_left_holding_much_memory_gives_way_to_a_fresh_one(service: Path):
+    holder = ServiceWorker.send(service, _request(4), "checkpoint_id=7 subtask=4")
+    assert holder.result() == ("wrote", 7, 4)
+    _wait_for(lambda: not Path(f"/proc/{holder.pid}").exists())
+    light = ServiceWorker.send(service, _request(0), "checkpoint_id=7 subtask=0")
+    assert light.result() == ("wrote", 7, 0)
+    assert Path(f"/proc/{light.pid}").exists(), "a worker under the limit keeps serving"
+    answers = [ServiceWorker.send(service, _request(0), f"subtask={n}") for n in range(2)]
+    assert [a.result() for a in answers] == [("wrote", 7, 0)] * 2
+    assert holder.pid not in {a.pid for a in answers}
 
 
 def test_a_worker_refuses_a_run_of_other_code(service: Path):
