@@ -53,6 +53,14 @@ def test_a_commands_peak_memory_is_its_own_not_this_process_high_water_mark():
     large = bench.timed_process([sys.executable, "-c", "import time; x = b'1' * (300 << 20); time.sleep(0.5)"], env={})
     assert small.peak_rss_mib < 100
     assert 300 <= large.peak_rss_mib < 400
+    assert 300 <= large.peak_pss_mib < 400
+
+
+def test_pages_a_worker_shares_with_its_parent_count_once_in_the_pss_figure():
+    shared = "import os, time; x = b'1' * (300 << 20)\nif os.fork() == 0: time.sleep(1); os._exit(0)\ntime.sleep(1); os.wait()"
+    run = bench.timed_process([sys.executable, "-c", shared], env={})
+    assert run.peak_rss_mib >= 600, "RSS summed counts the shared pages in both processes"
+    assert 300 <= run.peak_pss_mib < 450
 
 
 def test_what_a_worker_service_spends_during_a_command_counts_as_the_commands():
