@@ -39,7 +39,13 @@ from typing import Any
 
 from lineage_dagster import faults
 from lineage_dagster.ingest.collector import build_long_lived
-from lineage_dagster.ingest.workers import WorkerError, die_with_parent, fork_unavailable_reason, picklable_error
+from lineage_dagster.ingest.workers import (
+    WorkerError,
+    describe_exit,
+    die_with_parent,
+    fork_unavailable_reason,
+    picklable_error,
+)
 from lineage_dagster.ledger.commit_log import SubtaskFiles
 from lineage_dagster.ledger.paths import S3Location
 from lineage_dagster.ledger.plan import CheckpointPlan
@@ -387,9 +393,9 @@ def serve(
             failed = status != 0
             log.log(
                 logging.WARNING if failed else logging.INFO,
-                "worker %s ended (%s); starting another",
+                "worker %s %s; starting another",
                 pid,
-                _exit_description(status),
+                describe_exit(status),
             )
             if failed and time.monotonic() - started < _RESTART_PAUSE_S:
                 stopping.wait(_RESTART_PAUSE_S)
@@ -402,12 +408,6 @@ def serve(
         path.unlink(missing_ok=True)
         for number, handler in handlers.items():
             signal.signal(number, handler)
-
-
-def _exit_description(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
 def _kill(pid: int) -> None:

@@ -109,14 +109,15 @@ class Worker(Generic[T]):
             os.close(self.pipe)
             _, status = os.waitpid(self.pid, 0)
         if not chunks:
-            raise WorkerError(f"{self.label}: its worker process (pid {self.pid}) {_describe(status)} before it finished")
+            raise WorkerError(f"{self.label}: its worker process (pid {self.pid}) {describe_exit(status)} before it finished")
         succeeded, value = pickle.loads(b"".join(chunks))
         if not succeeded:
             raise value
         return value
 
 
-def _describe(status: int) -> str:
+def describe_exit(status: int) -> str:
+    """How a waited-for process ended, as the end of a sentence: 'was killed by SIGKILL (out of memory?)'."""
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         cause = " (out of memory?)" if number == signal.SIGKILL else ""
