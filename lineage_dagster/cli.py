@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-from lineage_dagster.settings import Settings, SettingsError, load_settings
+from lineage_dagster.settings import UNIX_SOCKET_PATH_BYTES, Settings, SettingsError, load_settings, socket_path
 
 
 class UserError(Exception):
@@ -170,7 +170,7 @@ def _worker_socket(data_dir: Path) -> Path:
     """The worker service's socket: in the data directory, or a private temporary one when that
     path is too long for a Unix socket."""
     path = data_dir.resolve() / "workers.sock"
-    if len(os.fsencode(str(path))) <= 100:
+    if len(os.fsencode(str(path))) <= UNIX_SOCKET_PATH_BYTES:
         return path
     return Path(tempfile.mkdtemp(prefix="lineage-")) / "workers.sock"
 
@@ -226,11 +226,9 @@ def cmd_workers(args: argparse.Namespace) -> int:
     from lineage_dagster.ingest.worker_service import serve
 
     settings = load_settings()
-    path = args.socket or settings.subtask_worker_socket
+    path = socket_path(args.socket, "--socket") if args.socket else settings.subtask_worker_socket
     if path is None:
         raise UserError("set SUBTASK_WORKER_SOCKET (the runs read it too) or pass --socket")
-    if not path.is_absolute():
-        raise UserError(f"--socket {path} must be an absolute path")
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers} must be at least 1")
     workers = args.workers or settings.subtask_workers or 1
@@ -281,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     locate.set_defaults(func=cmd_locate)
 
     workers = sub.add_parser("workers", help="serve warm subtask workers to the runs on a Unix socket")
-    workers.add_argument("--socket", type=Path, default=None, help="socket path (default SUBTASK_WORKER_SOCKET)")
+    workers.add_argument("--socket", default=None, help="socket path (default SUBTASK_WORKER_SOCKET)")
     workers.add_argument("--workers", type=int, default=None, help="processes (default SUBTASK_WORKERS)")
     workers.set_defaults(func=cmd_workers)
 

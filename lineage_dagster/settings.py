@@ -95,15 +95,17 @@ def _location(env: Mapping[str, str], name: str, default: str) -> S3Location:
         raise SettingsError(f"{name}={raw!r}: {error}") from None
 
 
-def _socket_path(env: Mapping[str, str], name: str) -> Path | None:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return None
+# A Unix socket's path: sun_path holds 108 bytes with the terminating NUL.
+UNIX_SOCKET_PATH_BYTES = 107
+
+
+def socket_path(raw: str, name: str) -> Path:
+    """`raw` as the path of a Unix socket, or a SettingsError naming `name` (a variable or option)."""
     path = Path(raw)
     if not path.is_absolute():
         raise SettingsError(f"{name}={raw!r} must be an absolute path (runs may start in another directory)")
-    if len(os.fsencode(raw)) > 107:  # sun_path holds 108 bytes with the terminating NUL
-        raise SettingsError(f"{name}={raw!r} is longer than a Unix socket path may be (107 bytes)")
+    if len(os.fsencode(raw)) > UNIX_SOCKET_PATH_BYTES:
+        raise SettingsError(f"{name}={raw!r} is longer than a Unix socket path may be ({UNIX_SOCKET_PATH_BYTES} bytes)")
     return path
 
 
@@ -152,6 +154,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     output = _location(env, "OUTPUT_PATH", "s3://flink-data/output")
     commit_log = _location(env, "WRITE_AHEAD_COMMIT_LOG_PATH", "s3://flink-data/write-ahead-commit-log")
     dropped = _location(env, "DROPPED_PATH", f"s3://{output.bucket}/dropped")
+    raw_socket = env.get("SUBTASK_WORKER_SOCKET", "").strip()
     if output.contains(commit_log) or commit_log.contains(output):
         raise SettingsError("OUTPUT_PATH and WRITE_AHEAD_COMMIT_LOG_PATH must not contain one another")
     return Settings(
@@ -172,6 +175,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_record_bytes=_whole_number(env, "MAX_RECORD_BYTES", 1_048_576, 1_073_741_824),
         subtask_buffer_bytes=_whole_number(env, "SUBTASK_BUFFER_BYTES", 67_108_864, 68_719_476_736),
         subtask_workers=_whole_number(env, "SUBTASK_WORKERS", os.cpu_count() or 1, 256, minimum=0),
-        subtask_worker_socket=_socket_path(env, "SUBTASK_WORKER_SOCKET"),
+        subtask_worker_socket=socket_path(raw_socket, "SUBTASK_WORKER_SOCKET") if raw_socket else None,
         allow_offset_loss=_flag(env, "ALLOW_OFFSET_LOSS"),
     )
