@@ -25,6 +25,16 @@ def assert_exactly_once(lake, records: int) -> None:
     assert not report.in_flight
 
 
+def data_objects(lake) -> dict[tuple[str, str], bytes]:
+    """Every data and dead-letter object of the test's lake, by (bucket, key)."""
+    locations = (lake.settings.output, lake.settings.dropped)
+    return {
+        (location.bucket, key): lake.store.get(location.bucket, key)
+        for location in locations
+        for key in lake.store.list_keys(location.bucket, f"{location.prefix}/")
+    }
+
+
 def succeed(lake, dagster_home, **env) -> subprocess.CompletedProcess:
     result = run_checkpoint_cli(lake, dagster_home, **env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -57,12 +67,7 @@ def test_workers_and_the_run_process_write_the_same_objects(lake, dagster_home):
     assert crashed.returncode == KILLED, crashed.stderr[-2000:]
     output = crashed.stdout + crashed.stderr
     assert len(re.findall(r"subtask=\d wrote \d+ records .* in worker process \d+", output)) == 2, output[-3000:]
-    locations = (lake.settings.output, lake.settings.dropped)
-    by_workers = {
-        (location.bucket, key): lake.store.get(location.bucket, key)
-        for location in locations
-        for key in lake.store.list_keys(location.bucket, f"{location.prefix}/")
-    }
+    by_workers = data_objects(lake)
     assert len(by_workers) == lake.settings.parallelism
     for bucket, key in by_workers:
         lake.store.client.delete_object(Bucket=bucket, Key=key)

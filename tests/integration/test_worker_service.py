@@ -13,7 +13,7 @@ import pytest
 
 from lineage_dagster.ledger.protocol import read_marker
 from tests.conftest import BIN, CHECKPOINT_COMMAND, run_checkpoint_cli
-from tests.integration.test_faults import KILLED, assert_exactly_once, succeed
+from tests.integration.test_faults import KILLED, assert_exactly_once, data_objects, succeed
 
 BY_SERVICE = re.compile(r"subtask=\d wrote \d+ records .* in worker service process \d+")
 
@@ -56,15 +56,6 @@ def start_service(lake, tmp_path: Path) -> Iterator:
             service.stop()
 
 
-def _objects(lake) -> dict[tuple[str, str], bytes]:
-    locations = (lake.settings.output, lake.settings.dropped)
-    return {
-        (location.bucket, key): lake.store.get(location.bucket, key)
-        for location in locations
-        for key in lake.store.list_keys(location.bucket, f"{location.prefix}/")
-    }
-
-
 def test_the_service_writes_the_objects_the_run_would_write_itself(lake, dagster_home, start_service):
     service = start_service()
     lake.produce(5000)
@@ -73,14 +64,14 @@ def test_the_service_writes_the_objects_the_run_would_write_itself(lake, dagster
     assert crashed.returncode == KILLED, output[-3000:]
     assert f"written by the worker service at {service.socket}" in output, output[-3000:]
     assert len(BY_SERVICE.findall(output)) == 2, output[-3000:]
-    by_service = _objects(lake)
+    by_service = data_objects(lake)
     assert len(by_service) == lake.settings.parallelism
     for bucket, key in by_service:
         lake.store.client.delete_object(Bucket=bucket, Key=key)
 
     retried = succeed(lake, dagster_home, SUBTASK_WORKERS="0")  # the run process writes them itself
     assert "without worker processes: SUBTASK_WORKERS=0" in retried.stdout + retried.stderr
-    assert _objects(lake) == by_service
+    assert data_objects(lake) == by_service
     assert_exactly_once(lake, 5000)
     assert "writing checkpoint_id=1 subtask=0" in service.output()
 
@@ -104,7 +95,7 @@ def test_a_run_killed_while_the_service_writes_leaves_no_writer_and_the_next_run
     run.kill()
     run.communicate(timeout=30)
     time.sleep(5)  # past the worker's sleep: had it kept going, it would have written by now
-    assert _objects(lake) == {}, "a writer outlived its run"
+    assert data_objects(lake) == {}, "a writer outlived its run"
     assert "went away; exiting so no writer is left behind" in service.output()
     assert "starting another" in service.output()
 
