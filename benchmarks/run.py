@@ -580,7 +580,8 @@ def main() -> int:
         "--rounds",
         type=int,
         default=3,
-        help="rounds of the 1M, empty, trivial and 100-record runs whose medians are printed (more: less noise)",
+        help="rounds of the 1M (worker service and forked workers), empty, trivial and 100-record runs whose medians "
+        "are printed (more: less noise)",
     )
     parser.add_argument("--port-offset", type=int, default=15000)
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/lineage-bench"))

@@ -32,8 +32,8 @@ class LakeResource(ConfigurableResource):
     max_records_per_checkpoint: int = 1_000_000
     max_record_bytes: int = 1_048_576
     subtask_buffer_bytes: int = 67_108_864
-    # Subtasks written by forked worker processes at once in an in-process run; 0: none, the run's
-    # process writes them one after another.
+    # Subtasks an in-process run hands to the worker service, or else writes in forked worker
+    # processes, at once; 0: neither, the run's process writes them one after another.
     subtask_workers: int = 0
     # The Unix socket of a `lineage workers` service that writes the subtasks instead (settings.py).
     subtask_worker_socket: str | None = None
