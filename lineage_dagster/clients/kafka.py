@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -69,13 +69,21 @@ class RecordBatch:
     """Records of one consume call, as columns: each message is touched once, by C-level `map`s.
 
     Keys and timestamps are read from `messages` only for the few records that go to the
-    dead-letter area, so the common path never pays for them.
+    dead-letter area, so the common path never pays for them. The payloads are also joined back to
+    back as the batch is built, while they are still in the CPU cache: the decoder reads them from
+    there, and their length is the batch's size in bytes (~3x cheaper than summing `len`s, and than
+    joining a 20,000-record batch once its payloads have left the cache).
     """
 
     partitions: np.ndarray  # int32
     offsets: np.ndarray  # int64
     values: list[bytes | None]
     messages: Sequence[Any]  # each with .key() and .timestamp()
+    payload_bytes: bytes = field(default=b"", repr=False)  # the non-null values back to back
+
+    def __post_init__(self) -> None:
+        if not self.payload_bytes:
+            self.payload_bytes = joined_payloads(self.values)
 
     @classmethod
     def concat(cls, batches: Sequence[RecordBatch]) -> RecordBatch:
@@ -88,7 +96,16 @@ class RecordBatch:
             offsets=np.concatenate([b.offsets for b in batches]),
             values=list(chain.from_iterable(b.values for b in batches)),
             messages=list(chain.from_iterable(b.messages for b in batches)),
+            payload_bytes=b"".join(b.payload_bytes for b in batches),
         )
+
+
+def joined_payloads(values: Sequence[bytes | None]) -> bytes:
+    """The values back to back, tombstones (None) left out."""
+    try:
+        return b"".join(values)  # type: ignore[arg-type]
+    except TypeError:
+        return b"".join(v for v in values if v is not None)
 
 
 class KafkaRecordSource:
@@ -224,7 +241,7 @@ class KafkaRecordSource:
                 last_progress = time.monotonic()
                 chunk = self._columns(messages, wanted, ends, nexts)
                 if chunk is not None:
-                    chunk_bytes = sum(map(len, chunk.messages))  # a message's len is its value's
+                    chunk_bytes = len(chunk.payload_bytes)
                     count = min(consume_size, max(1, CONSUME_BYTES * len(chunk.values) // max(chunk_bytes, 1)))
                     pending.append(chunk)
                     pending_records += len(chunk.values)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from lineage_dagster.clients.kafka import joined_payloads
 from lineage_dagster.ingest.avro import decode_events
 
 _MAX_VARINT = 10
@@ -39,15 +40,10 @@ def _unzigzag(zigzag: np.ndarray) -> np.ndarray:
     return ((zigzag >> np.uint64(1)) ^ (np.uint64(0) - (zigzag & np.uint64(1)))).view(np.int64)
 
 
-def _payload_column(values: Sequence[bytes | None], payloads: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Lengths (-1 for a null) and the concatenated bytes of the payloads."""
+def _payload_lengths(payloads: pl.Series) -> np.ndarray:
+    """Bytes of each payload, -1 for a null."""
     sizes = payloads.bin.size()
-    lengths = (sizes.fill_null(-1) if payloads.null_count() else sizes).to_numpy().astype(np.int64)
-    try:
-        data = b"".join(values)  # type: ignore[arg-type]
-    except TypeError:  # tombstones (None)
-        data = b"".join(v for v in values if v is not None)
-    return lengths, np.frombuffer(data, dtype=np.uint8)
+    return (sizes.fill_null(-1) if payloads.null_count() else sizes).to_numpy().astype(np.int64)
 
 
 def _fast_path(buffer: np.ndarray, lengths: np.ndarray, max_record_bytes: int) -> tuple:
@@ -153,9 +149,13 @@ def _decode_fixed_layout(buffer: np.ndarray, rows: int, size: int, max_record_by
     return ok, timestamps, matrix[:, 1 : 1 + string_len]
 
 
-def decode_batch(values: Sequence[bytes | None], max_record_bytes: int) -> DecodedBatch:
+def decode_batch(values: Sequence[bytes | None], max_record_bytes: int, payload_bytes: bytes | None = None) -> DecodedBatch:
+    """Decode `values`; `payload_bytes`, if given, must be `joined_payloads(values)`, which saves joining them again."""
     payloads = pl.Series("payload", values, dtype=pl.Binary)
-    lengths, buffer = _payload_column(values, payloads)
+    lengths = _payload_lengths(payloads)
+    if payload_bytes is None:
+        payload_bytes = joined_payloads(values)
+    buffer = np.frombuffer(payload_bytes, dtype=np.uint8)
     fixed = None
     if len(lengths) and lengths[0] >= 0 and (lengths == lengths[0]).all():
         fixed = _decode_fixed_layout(buffer, len(lengths), int(lengths[0]), max_record_bytes)

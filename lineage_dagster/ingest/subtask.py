@@ -151,7 +151,7 @@ class _SubtaskWriter:
         self.files: list[WrittenFile] = []
 
     def add_batch(self, batch: RecordBatch, max_record_bytes: int) -> None:
-        decoded = decode_batch(batch.values, max_record_bytes)
+        decoded = decode_batch(batch.values, max_record_bytes, batch.payload_bytes)
         good = None
         if len(decoded.indexes):
             good = pl.DataFrame(

@@ -1,20 +1,30 @@
 """The vectorized decoder must agree with the per-record decoder on every payload."""
 
+import itertools
 import random
 
 import numpy as np
 
+from lineage_dagster.clients.kafka import RecordBatch
 from lineage_dagster.ingest.avro import decode_events, encode_event
 from lineage_dagster.ingest.bulk_decode import decode_batch
 
 
+def read_in_three_calls(values) -> RecordBatch:
+    """`values` as the Kafka reader yields them: consume calls' batches joined into one."""
+    cuts = [0, len(values) // 3, len(values) // 2, len(values)]
+    chunks = [values[a:b] for a, b in itertools.pairwise(cuts)]
+    return RecordBatch.concat([RecordBatch(np.zeros(len(c), np.int32), np.arange(len(c)), c, [None] * len(c)) for c in chunks])
+
+
 def assert_same_as_per_record(values, max_record_bytes=1000):
-    bulk = decode_batch(values, max_record_bytes)
     reference = decode_events(values, max_record_bytes)
-    assert bulk.indexes.tolist() == reference.indexes
-    assert bulk.uuids.to_list() == reference.uuids
-    assert bulk.timestamps.tolist() == reference.timestamps
-    assert set(bulk.errors) == set(reference.errors)
+    batch = read_in_three_calls(values)
+    for bulk in (decode_batch(values, max_record_bytes), decode_batch(batch.values, max_record_bytes, batch.payload_bytes)):
+        assert bulk.indexes.tolist() == reference.indexes
+        assert bulk.uuids.to_list() == reference.uuids
+        assert bulk.timestamps.tolist() == reference.timestamps
+        assert set(bulk.errors) == set(reference.errors)
 
 
 def test_uniform_batch_takes_the_fixed_layout_path():
