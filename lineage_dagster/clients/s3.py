@@ -82,7 +82,7 @@ class S3ObjectStore:
                 return None
             raise
 
-    def put(self, bucket: str, key: str, body: bytes) -> None:
+    def put(self, bucket: str, key: str, body: bytes | bytearray) -> None:
         self.client.put_object(Bucket=bucket, Key=key, Body=body)
 
     def put_if_absent(self, bucket: str, key: str, body: bytes) -> bool:

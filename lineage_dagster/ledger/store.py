@@ -13,7 +13,7 @@ class ObjectStore(Protocol):
     def get_tail(self, bucket: str, key: str, length: int) -> bytes | None:
         """The object's last `length` bytes (all of it if shorter), or None if it does not exist."""
 
-    def put(self, bucket: str, key: str, body: bytes) -> None: ...
+    def put(self, bucket: str, key: str, body: bytes | bytearray) -> None: ...
 
     def size(self, bucket: str, key: str) -> int | None:
         """The object's size in bytes, or None if it does not exist."""
@@ -46,7 +46,7 @@ class InMemoryObjectStore:
         body = self.objects.get((bucket, key))
         return None if body is None else len(body)
 
-    def put(self, bucket: str, key: str, body: bytes) -> None:
+    def put(self, bucket: str, key: str, body: bytes | bytearray) -> None:
         with self._lock:
             self.objects[(bucket, key)] = bytes(body)
 
