@@ -391,12 +391,12 @@ def _subtask_op(subtask: int):  # noqa: ANN202 - a Dagster op definition
         context: OpExecutionContext, plan: CheckpointPlan, kafka: KafkaResource, lake: LakeResource
     ) -> SubtaskFiles:
         skip_cyclic_gc_at_exit()
-        store = lake.store()
-        fence(store, lake.commit_log, plan.checkpoint_id, _own_run_ids(context))
         workers = _worker_pools.get(context.run_id)
-        if workers is not None and workers.handles(subtask):
+        if workers is not None and workers.handles(subtask):  # fenced when its worker started
             files, how = _collect_from_worker(workers, context.run_id, subtask)
         else:
+            store = lake.store()
+            fence(store, lake.commit_log, plan.checkpoint_id, _own_run_ids(context))
             started = time.monotonic()
             read_ahead = kafka.is_reading(plan.ranges_for_subtask(subtask))
             _prepare_subtask(context, kafka, plan, subtask + 1)
