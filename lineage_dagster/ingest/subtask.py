@@ -313,4 +313,5 @@ def write_subtask_files(
     with cyclic_gc_paused():
         for batch in source.read_ranges(writer.ranges):
             writer.add_batch(batch, max_record_bytes)
+            del batch  # not held while the next one is read: with large records, BATCH_BYTES more at the peak
     return writer.finish()
