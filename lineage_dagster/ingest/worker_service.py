@@ -11,6 +11,8 @@ writes are exactly those the run would write itself (same code, same keys, same 
 carry a fingerprint of the sender's code and a worker refuses code other than its own. If the run
 goes away mid-subtask, the worker writing for it exits (a killed run leaves no writer behind) and
 the service starts another. If a worker dies, its run sees the connection close and fails the step.
+Stopped (SIGTERM or SIGINT), the service takes no new subtasks and lets those in hand finish, for
+up to STOP_GRACE_S; a second signal stops it at once.
 
 Trust: a request is a pickle, so the socket is made 0600 and workers serve peers of their own uid only.
 """
@@ -58,6 +60,9 @@ _LENGTH = struct.Struct("!Q")
 _PEER_CREDENTIALS = struct.Struct("3i")  # pid, uid, gid
 # A worker that fails this soon after its start is restarted only after a pause, not in a tight loop.
 _RESTART_PAUSE_S = 1.0
+# How long a stopping service waits for the subtasks in hand (seconds each for seed records; the
+# compose file gives the container a little more). Past it, they are killed and their runs retried.
+STOP_GRACE_S = 25.0
 # A worker keeps the memory its allocators hold after a subtask (~190 MB after 500k seed records),
 # which the next subtask reuses instead of faulting in afresh. Past this much (large records), it
 # exits after its subtask and a fresh one takes its place, so idle workers cannot hold a
@@ -281,12 +286,28 @@ def _answer(connection: socket.socket, compute: Callable[[SubtaskRequest], objec
     return True
 
 
+class _Stop:
+    """A worker asked to stop exits at once when idle, or once it has answered the run in hand."""
+
+    busy = False
+    requested = False
+
+    @classmethod
+    def handle(cls, number: int, frame: object) -> None:
+        if not cls.busy:
+            os._exit(0)  # waiting in accept(): nothing in hand
+        cls.requested = True
+
+
 def _serve_connections(listener: socket.socket, compute: Callable[[SubtaskRequest], object], recycle_rss_bytes: int) -> None:
-    """Answer connections until a subtask leaves this process holding more than `recycle_rss_bytes`."""
-    while True:
+    """Answer connections until a subtask leaves this process holding more than `recycle_rss_bytes`,
+    or the service stops."""
+    while not _Stop.requested:
         connection, _ = listener.accept()
+        _Stop.busy = True
         with connection:
             computed = _answer(connection, compute)
+        _Stop.busy = False
         if computed:
             _release_freed_memory()
             resident = _resident_bytes()
@@ -320,8 +341,8 @@ def _start_worker(
     status = 0
     try:  # the worker: never returns into the service's code
         die_with_parent(service)
-        for number in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(number, signal.SIG_DFL)
+        for number in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C reaches the workers too: the service decides
+            signal.signal(number, _Stop.handle)
         warm_up()
         _serve_connections(listener, compute, recycle_rss_bytes)
     except BaseException:  # logged; the service starts another worker
@@ -365,10 +386,10 @@ def serve(
     than `recycle_rss_bytes`). The Parquet modules load here once, before the workers fork, so
     they share those pages; polars' threads start in each worker (a fork cannot carry them)."""
     listener = _listen(path)
-    stopping = threading.Event()
+    stopping, forced = threading.Event(), threading.Event()
 
     def stop(number: int, frame: object) -> None:
-        stopping.set()
+        (forced if stopping.is_set() else stopping).set()
 
     handlers = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGINT)}
     running: dict[int, float] = {}
@@ -402,12 +423,36 @@ def serve(
             if not stopping.is_set():
                 running[_start_worker(listener, compute, warm_up, recycle_rss_bytes)] = time.monotonic()
     finally:
-        for pid in running:
-            _kill(pid)
+        path.unlink(missing_ok=True)  # no new runs: theirs write their subtasks themselves
         listener.close()
-        path.unlink(missing_ok=True)
+        _stop_workers(running, forced)
         for number, handler in handlers.items():
             signal.signal(number, handler)
+
+
+def _stop_workers(running: dict[int, float], forced: threading.Event) -> None:
+    """Let each worker finish the subtask in hand, for up to STOP_GRACE_S or until `forced`; then kill."""
+    for pid in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    if running:
+        log.info(
+            "worker service stopping: subtasks in hand may finish for up to %.0fs (signal again to stop at once)",
+            STOP_GRACE_S,
+        )
+    deadline = time.monotonic() + STOP_GRACE_S
+    while running and time.monotonic() < deadline and not forced.is_set():
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break  # every worker has exited
+        if pid:
+            running.pop(pid, None)
+        else:
+            forced.wait(0.05)
+    for pid in running:
+        log.warning("worker %s still busy; killed", pid)
+        _kill(pid)
 
 
 def _kill(pid: int) -> None:

@@ -1,6 +1,7 @@
 """`lineage workers` against the real Kafka, S3 and Dagster: runs hand it their subtasks, it writes
 the same objects a run writes itself, a killed run leaves none of its writers behind, a killed
-worker fails only its run, and without a service the runs fall back to writing themselves."""
+worker fails only its run, a stopped service lets the run in hand commit, and without a service the
+runs fall back to writing themselves."""
 
 import re
 import signal
@@ -131,3 +132,33 @@ def test_without_a_service_the_run_warms_and_writes_its_subtasks_itself(lake, da
     result = succeed(lake, dagster_home, SUBTASK_WORKER_SOCKET=str(service.socket))
     assert len(BY_SERVICE.findall(result.stdout + result.stderr)) == 2
     assert_exactly_once(lake, 3000)
+
+
+def test_a_service_stopped_while_it_writes_finishes_and_the_run_commits(lake, dagster_home, start_service):
+    # Each subtask's worker waits 3 s before writing: the service is stopped meanwhile.
+    service = start_service(LINEAGE_FAULT="service_subtask:sleep=3")
+    lake.produce(3000)
+    run = subprocess.Popen(
+        CHECKPOINT_COMMAND,
+        env={**lake.env, "PATH": str(BIN), "DAGSTER_HOME": str(dagster_home), "SUBTASK_WORKER_SOCKET": str(service.socket)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while service.output().count("fault injection: sleeping") < 2:
+        assert run.poll() is None and time.monotonic() < deadline, service.output()
+        time.sleep(0.1)
+    service.process.send_signal(signal.SIGTERM)
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == 0, output[-3000:]
+    assert len(BY_SERVICE.findall(output)) == 2, output[-3000:]
+    assert service.process.wait(30) == 0
+    assert "subtasks in hand may finish" in service.output()
+    assert not service.socket.exists()
+    assert_exactly_once(lake, 3000)
+
+    lake.produce(1000)  # with the service gone, the next run writes its subtasks itself
+    result = succeed(lake, dagster_home, SUBTASK_WORKER_SOCKET=str(service.socket))
+    assert "no worker service answers there" in result.stdout + result.stderr
+    assert_exactly_once(lake, 4000)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import yaml
 
+from lineage_dagster.ingest.worker_service import STOP_GRACE_S
 from lineage_dagster.settings import load_settings
 
 ROOT = Path(__file__).parents[2]
@@ -26,6 +27,9 @@ def test_compose_has_every_service_and_valid_pipeline_settings():
     assert socket is not None and services["workers"]["command"] == ["lineage", "workers"]
     for name in ("code", "workers"):
         assert f"worker-socket:{socket.parent}" in services[name]["volumes"]
+    # Docker's stop waits longer than the service lets the subtasks in hand finish.
+    grace_s = int(services["workers"]["stop_grace_period"].removesuffix("s"))
+    assert grace_s > STOP_GRACE_S
     for path in ("deploy/dagster-compose.yaml", "deploy/workspace-compose.yaml"):
         assert (ROOT / path).exists() and path in (ROOT / "Dockerfile").read_text()
     instance = yaml.safe_load((ROOT / "deploy/dagster-compose.yaml").read_text())

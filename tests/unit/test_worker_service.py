@@ -72,19 +72,25 @@ def _wait_for(condition, timeout_s: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "run" / "workers.sock"
+def _start_service(path: Path, scratch: Path) -> int:
+    """The service's pid, once it answers at `path`."""
     pid = os.fork()
     if pid == 0:  # the service, as `lineage workers` runs it
         status = 0
         try:
-            serve(path, 2, compute=_stand_in(tmp_path), warm_up=lambda: None, recycle_rss_bytes=RECYCLE_RSS_BYTES)
+            serve(path, 2, compute=_stand_in(scratch), warm_up=lambda: None, recycle_rss_bytes=RECYCLE_RSS_BYTES)
         except BaseException:  # noqa: BLE001 - the test sees the service missing
             status = 1
         os._exit(status)
+    _wait_for(lambda: _answers(path))
+    return pid
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "run" / "workers.sock"
+    pid = _start_service(path, tmp_path)
     try:
-        _wait_for(lambda: _answers(path))
         yield path
     finally:
         os.kill(pid, signal.SIGTERM)
@@ -180,3 +186,44 @@ def test_a_stale_socket_left_by_a_dead_service_is_replaced(tmp_path: Path):
     finally:
         os.kill(pid, signal.SIGTERM)
         os.waitpid(pid, 0)
+
+
+def _exit_status_within(pid: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"the service did not stop within {timeout_s}s")
+
+
+def test_a_stopped_service_finishes_the_subtask_in_hand_and_takes_no_more(tmp_path: Path):
+    path = tmp_path / "run" / "workers.sock"
+    pid = _start_service(path, tmp_path)
+    worker = ServiceWorker.send(path, _request(2), "checkpoint_id=7 subtask=2")
+    _wait_for((tmp_path / "writer.pid").exists)
+    os.kill(pid, signal.SIGTERM)
+    _wait_for(lambda: not path.exists())
+    with pytest.raises(WorkerServiceUnavailable, match="SUBTASK_WORKER_SOCKET"):
+        check_worker_service(path)  # a run starting now writes its subtasks itself
+    assert worker.result() == ("wrote", 7, 2)
+    assert (tmp_path / "written").read_text() == "late"
+    assert _exit_status_within(pid, 5.0) == 0
+
+
+def test_a_second_signal_stops_the_service_at_once(tmp_path: Path):
+    path = tmp_path / "run" / "workers.sock"
+    pid = _start_service(path, tmp_path)
+    worker = ServiceWorker.send(path, _request(2), "checkpoint_id=7 subtask=2")
+    _wait_for((tmp_path / "writer.pid").exists)
+    os.kill(pid, signal.SIGTERM)
+    _wait_for(lambda: not path.exists())
+    os.kill(pid, signal.SIGTERM)
+    with pytest.raises(WorkerError, match="ended before it finished"):
+        worker.result()
+    assert _exit_status_within(pid, 2.0) == 0
+    time.sleep(1.2)
+    assert not (tmp_path / "written").exists(), "a subtask outlived a service stopped at once"
