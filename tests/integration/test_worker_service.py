@@ -57,6 +57,24 @@ def start_service(lake, tmp_path: Path) -> Iterator:
             service.stop()
 
 
+def _run_while_service_holds_subtasks(lake, dagster_home, service: Service, holding: int) -> subprocess.Popen:
+    """A checkpoint run started against `service` (armed to sleep at service_subtask), once
+    `holding` of its subtasks sleep in the service's workers."""
+    run = subprocess.Popen(
+        CHECKPOINT_COMMAND,
+        env={**lake.env, "PATH": str(BIN), "DAGSTER_HOME": str(dagster_home), "SUBTASK_WORKER_SOCKET": str(service.socket)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while service.output().count("fault injection: sleeping") < holding:
+        assert run.poll() is None and time.monotonic() < deadline, service.output()
+        time.sleep(0.1)
+    assert run.poll() is None
+    return run
+
+
 def test_the_service_writes_the_objects_the_run_would_write_itself(lake, dagster_home, start_service):
     service = start_service()
     lake.produce(5000)
@@ -81,18 +99,7 @@ def test_a_run_killed_while_the_service_writes_leaves_no_writer_and_the_next_run
     # Each subtask's worker waits 4 s before writing anything: the run is killed meanwhile.
     service = start_service(LINEAGE_FAULT="service_subtask:sleep=4")
     lake.produce(3000)
-    run = subprocess.Popen(
-        CHECKPOINT_COMMAND,
-        env={**lake.env, "PATH": str(BIN), "DAGSTER_HOME": str(dagster_home), "SUBTASK_WORKER_SOCKET": str(service.socket)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while "fault injection: sleeping" not in service.output():
-        assert run.poll() is None and time.monotonic() < deadline, service.output()
-        time.sleep(0.1)
-    assert run.poll() is None
+    run = _run_while_service_holds_subtasks(lake, dagster_home, service, 1)
     run.kill()
     run.communicate(timeout=30)
     time.sleep(5)  # past the worker's sleep: had it kept going, it would have written by now
@@ -138,17 +145,7 @@ def test_a_service_stopped_while_it_writes_finishes_and_the_run_commits(lake, da
     # Each subtask's worker waits 3 s before writing: the service is stopped meanwhile.
     service = start_service(LINEAGE_FAULT="service_subtask:sleep=3")
     lake.produce(3000)
-    run = subprocess.Popen(
-        CHECKPOINT_COMMAND,
-        env={**lake.env, "PATH": str(BIN), "DAGSTER_HOME": str(dagster_home), "SUBTASK_WORKER_SOCKET": str(service.socket)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while service.output().count("fault injection: sleeping") < 2:
-        assert run.poll() is None and time.monotonic() < deadline, service.output()
-        time.sleep(0.1)
+    run = _run_while_service_holds_subtasks(lake, dagster_home, service, 2)
     service.process.send_signal(signal.SIGTERM)
     output, _ = run.communicate(timeout=60)
     assert run.returncode == 0, output[-3000:]

@@ -200,13 +200,19 @@ def _exit_status_within(pid: int, timeout_s: float) -> int:
     raise AssertionError(f"the service did not stop within {timeout_s}s")
 
 
-def test_a_stopped_service_finishes_the_subtask_in_hand_and_takes_no_more(tmp_path: Path):
+def _stop_while_writing(tmp_path: Path) -> tuple[Path, int, ServiceWorker]:
+    """A service sent SIGTERM while a worker writes subtask 2; once it has removed its socket."""
     path = tmp_path / "run" / "workers.sock"
     pid = _start_service(path, tmp_path)
     worker = ServiceWorker.send(path, _request(2), "checkpoint_id=7 subtask=2")
     _wait_for((tmp_path / "writer.pid").exists)
     os.kill(pid, signal.SIGTERM)
     _wait_for(lambda: not path.exists())
+    return path, pid, worker
+
+
+def test_a_stopped_service_finishes_the_subtask_in_hand_and_takes_no_more(tmp_path: Path):
+    path, pid, worker = _stop_while_writing(tmp_path)
     with pytest.raises(WorkerServiceUnavailable, match="SUBTASK_WORKER_SOCKET"):
         check_worker_service(path)  # a run starting now writes its subtasks itself
     assert worker.result() == ("wrote", 7, 2)
@@ -215,12 +221,7 @@ def test_a_stopped_service_finishes_the_subtask_in_hand_and_takes_no_more(tmp_pa
 
 
 def test_a_second_signal_stops_the_service_at_once(tmp_path: Path):
-    path = tmp_path / "run" / "workers.sock"
-    pid = _start_service(path, tmp_path)
-    worker = ServiceWorker.send(path, _request(2), "checkpoint_id=7 subtask=2")
-    _wait_for((tmp_path / "writer.pid").exists)
-    os.kill(pid, signal.SIGTERM)
-    _wait_for(lambda: not path.exists())
+    _, pid, worker = _stop_while_writing(tmp_path)
     os.kill(pid, signal.SIGTERM)
     with pytest.raises(WorkerError, match="ended before it finished"):
         worker.result()
