@@ -82,7 +82,12 @@ def _start_service(path: Path, scratch: Path) -> int:
         except BaseException:  # noqa: BLE001 - the test sees the service missing
             status = 1
         os._exit(status)
-    _wait_for(lambda: _answers(path))
+    try:
+        _wait_for(lambda: _answers(path))
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)  # not left running after a failed test
+        os.waitpid(pid, 0)
+        raise
     return pid
 
 
@@ -175,17 +180,9 @@ def test_a_stale_socket_left_by_a_dead_service_is_replaced(tmp_path: Path):
     stale.close()  # the file stays, nobody listens
     with pytest.raises(WorkerServiceUnavailable):
         check_worker_service(path)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            serve(path, 1, compute=_stand_in(tmp_path), warm_up=lambda: None)
-        finally:
-            os._exit(0)
-    try:
-        _wait_for(lambda: _answers(path))
-    finally:
-        os.kill(pid, signal.SIGTERM)
-        os.waitpid(pid, 0)
+    pid = _start_service(path, tmp_path)  # answers there
+    os.kill(pid, signal.SIGTERM)
+    os.waitpid(pid, 0)
 
 
 def _exit_status_within(pid: int, timeout_s: float) -> int:
