@@ -254,7 +254,8 @@ class KafkaRecordSource:
                     yield batch
                     del batch
             if pending:
-                yield RecordBatch.concat(pending)
+                batch, pending = RecordBatch.concat(pending), []  # as above
+                yield batch
         finally:
             consumer.close()
 
