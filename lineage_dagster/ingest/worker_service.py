@@ -386,10 +386,13 @@ def serve(
     than `recycle_rss_bytes`). The Parquet modules load here once, before the workers fork, so
     they share those pages; polars' threads start in each worker (a fork cannot carry them)."""
     listener = _listen(path)
-    stopping, forced = threading.Event(), threading.Event()
+    # Signals received. A handler must not take a lock: it runs between any two bytecodes of this
+    # thread, which may hold that lock (an Event set from one deadlocked a test's service).
+    signals = 0
 
     def stop(number: int, frame: object) -> None:
-        (forced if stopping.is_set() else stopping).set()
+        nonlocal signals
+        signals += 1
 
     handlers = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGINT)}
     running: dict[int, float] = {}
@@ -403,10 +406,10 @@ def serve(
         for _ in range(workers):
             running[_start_worker(listener, compute, warm_up, recycle_rss_bytes)] = time.monotonic()
         log.info("worker service at %s: %s workers, pids %s", path, workers, sorted(running))
-        while not stopping.is_set():
+        while not signals:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
-                stopping.wait(0.2)
+                time.sleep(0.2)
                 continue
             started = running.pop(pid, None)
             if started is None:
@@ -419,19 +422,19 @@ def serve(
                 describe_exit(status),
             )
             if failed and time.monotonic() - started < _RESTART_PAUSE_S:
-                stopping.wait(_RESTART_PAUSE_S)
-            if not stopping.is_set():
+                time.sleep(_RESTART_PAUSE_S)
+            if not signals:
                 running[_start_worker(listener, compute, warm_up, recycle_rss_bytes)] = time.monotonic()
     finally:
         path.unlink(missing_ok=True)  # no new runs: theirs write their subtasks themselves
         listener.close()
-        _stop_workers(running, forced)
+        _stop_workers(running, forced=lambda: signals > 1)
         for number, handler in handlers.items():
             signal.signal(number, handler)
 
 
-def _stop_workers(running: dict[int, float], forced: threading.Event) -> None:
-    """Let each worker finish the subtask in hand, for up to STOP_GRACE_S or until `forced`; then kill."""
+def _stop_workers(running: dict[int, float], forced: Callable[[], bool]) -> None:
+    """Let each worker finish the subtask in hand, for up to STOP_GRACE_S or until `forced()`; then kill."""
     for pid in running:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -441,7 +444,7 @@ def _stop_workers(running: dict[int, float], forced: threading.Event) -> None:
             STOP_GRACE_S,
         )
     deadline = time.monotonic() + STOP_GRACE_S
-    while running and time.monotonic() < deadline and not forced.is_set():
+    while running and time.monotonic() < deadline and not forced():
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
@@ -449,7 +452,7 @@ def _stop_workers(running: dict[int, float], forced: threading.Event) -> None:
         if pid:
             running.pop(pid, None)
         else:
-            forced.wait(0.05)
+            time.sleep(0.05)
     for pid in running:
         log.warning("worker %s still busy; killed", pid)
         _kill(pid)
