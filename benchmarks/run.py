@@ -46,7 +46,6 @@ from lineage_dagster.ingest.subtask import write_subtask_files
 from lineage_dagster.ingest.worker_service import WorkerServiceUnavailable, check_worker_service
 from lineage_dagster.ledger.paths import S3Location
 from lineage_dagster.ledger.plan import PartitionRange, plan_checkpoint
-from lineage_dagster.ledger.protocol import read_marker
 from lineage_dagster.local_stack import LocalStack, StackConfig
 from lineage_dagster.resources import build_resources
 from lineage_dagster.settings import load_settings
@@ -521,20 +520,15 @@ def service_pid(stack: LocalStack, name: str) -> int:
     return pid
 
 
-def window_cpu_rows(env: dict[str, str], fulls: list[tuple[ProcessRun, dict]], raws: list[RawRead]) -> list[Row]:
+def window_cpu_rows(fulls: list[tuple[ProcessRun, dict]], raws: list[RawRead]) -> list[Row]:
     """What bounds the pipeline's ratio to raw consume on this machine: the CPU its window used,
     all processes together, against the CPU of the raw read paired with it. A window cannot be
     shorter than its CPU spread over every core, so raw seconds / (window core-s / cores) is the
     best ratio this much work can reach here. Figures of the round with the median bound."""
-    settings = load_settings(env)
-    store = S3ObjectStore(make_s3_client(settings.s3))
     rounds = []
     for (run, meta), raw in zip(fulls, raws, strict=True):
-        marker = read_marker(store, settings.commit_log, meta["checkpoint_id"])
-        if marker is None:
-            continue
-        end = marker.committed_at_ms / 1000
-        used = window_cpu(run.cpu_timeline, end - meta["duration_s"], end)
+        start = meta["planned_at"]
+        used = window_cpu(run.cpu_timeline, start, start + meta["duration_s"])
         if used is not None and used["machine"] > 0:
             rounds.append((raw.seconds / (used["machine"] / CORES), meta["duration_s"], used, raw))
     if not rounds:
@@ -683,7 +677,7 @@ def main() -> int:
                 f"{forked_ratio:.3f}x paired; {forked_per_core:,.0f}/CPU-s",
             )
         )
-        rows.extend(window_cpu_rows(env, fulls, paired_raws))
+        rows.extend(window_cpu_rows(fulls, paired_raws))
         rows.append(
             (
                 "data path, warm process",

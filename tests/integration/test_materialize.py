@@ -3,7 +3,7 @@
 from dagster import DagsterInstance, materialize_to_memory
 
 from lineage_dagster.assets import COMMIT_LOG_KEY, build_checkpoint_assets
-from lineage_dagster.ledger.protocol import read_marker
+from lineage_dagster.ledger.protocol import read_marker, read_plan
 from lineage_dagster.resources import build_resources
 
 PARTITION = "2026-11-25-20:00"
@@ -43,4 +43,9 @@ def test_two_materializations_give_contiguous_checkpoints(lake):
     assert [r.start for r in two.ranges] == [r.end for r in one.ranges]
     assert sum(r.end for r in two.ranges) == 1500
     assert metadata["end_offsets"] == {str(r.partition): r.end for r in two.ranges}
+    # The checkpoint's duration runs from its plan to its marker stored: the commit log's writes,
+    # after the commit timestamp, count in it.
+    plan = read_plan(lake.store, log, 2)
+    assert metadata["planned_at"] == plan.planned_at_ms / 1000
+    assert metadata["duration_s"] * 1000 > two.committed_at_ms - plan.planned_at_ms
     assert all(f"/hour=20/part-0000000{n}-" in f for n, m in ((1, one), (2, two)) for f in m.files)
