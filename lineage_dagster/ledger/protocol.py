@@ -7,6 +7,7 @@ re-execution or a zombie run of the same checkpoint can only agree with what is 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from lineage_dagster.ledger.commit_log import (
@@ -26,6 +27,8 @@ from lineage_dagster.ledger.paths import (
 )
 from lineage_dagster.ledger.plan import CheckpointPlan
 from lineage_dagster.ledger.store import ObjectStore
+
+MAX_PARALLEL_PUTS = 8  # below botocore's 10 pooled connections per client
 
 
 class LedgerError(RuntimeError):
@@ -181,8 +184,9 @@ def commit_checkpoint(
     """Write the subtask logs, then the marker: the single commit point of checkpoint N."""
     check_coverage(plan, files)
     fence(store, log, plan.checkpoint_id, own_run_ids)
-    for subtask_files in sorted(files, key=lambda f: f.subtask):
-        write_subtask_log(store, log, plan, subtask_files, run_id, committed_at_ms)
+    # The subtask logs are independent objects: written at once, each a round trip to S3.
+    with ThreadPoolExecutor(min(len(files), MAX_PARALLEL_PUTS) or 1, thread_name_prefix="commit-log") as pool:
+        list(pool.map(lambda f: write_subtask_log(store, log, plan, f, run_id, committed_at_ms), files))
     before_marker()
     marker = CommitMarker(
         checkpoint_id=plan.checkpoint_id,
