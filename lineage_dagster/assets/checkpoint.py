@@ -275,10 +275,10 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
         source = kafka.record_source()
         hour = _run_hour(context)
 
-        # Subtasks go to the worker service once the plan is stored, or workers are forked at the
-        # end of this step once Dagster has stored its outputs. Before a fork the Parquet modules
-        # load, in a thread as soon as the plan has enough records for workers, so that the workers
-        # share those pages instead of each loading them; with the service this run never loads them.
+        # Subtasks go to the worker service, or workers are forked, at the end of this step once
+        # Dagster has stored its outputs. Before a fork the Parquet modules load, in a thread as
+        # soon as the plan has enough records for workers, so that the workers share those pages
+        # instead of each loading them; with the service this run never loads them.
         service = _worker_service(context, lake)
         workers_refused = _workers_refused(context, lake)
         importing = threading.Thread(target=_subtask_module, name="import-subtask")
@@ -315,17 +315,12 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 f"checkpoint {plan.checkpoint_id - 1}; nothing to commit"
             )
             return
+        context.instance.add_run_tags(context.run_id, {CHECKPOINT_TAG: str(plan.checkpoint_id)})
         if plan.parallelism != parallelism:
             raise RuntimeError(
                 f"checkpoint_id={plan.checkpoint_id} was planned with PARALLELISM={plan.parallelism} but this code "
                 f"location runs {parallelism} subtasks; finish it with PARALLELISM={plan.parallelism}, then change it"
             )
-        faults.reach("after_plan")
-        if service is not None:
-            # As soon as the plan is stored: the service's reads then overlap the rest of this step
-            # (run tags, logs, outputs), ~40 ms of Dagster event writes on one core.
-            _worker_pools[context.run_id] = _subtask_worker_pool(context, kafka, lake, plan, service)
-        context.instance.add_run_tags(context.run_id, {CHECKPOINT_TAG: str(plan.checkpoint_id)})
         workers_refused = workers_refused or _too_small_for_workers(plan)
         if service is None and workers_refused is None:
             load_parquet_modules()  # already loading unless a stored plan was resumed
@@ -345,6 +340,7 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
             f"checkpoint_id={plan.checkpoint_id} {'resumed stored plan' if resolved.reused else 'planned'}: "
             f"{plan.record_count} records over {sum(1 for r in plan.ranges if r.count)} partitions"
         )
+        faults.reach("after_plan")
         yield Output(plan, "plan")
         yield Output(
             None,
@@ -359,6 +355,7 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
             },
         )
         if service is not None:
+            _worker_pools[context.run_id] = _subtask_worker_pool(context, kafka, lake, plan, service)
             context.log.info(
                 f"checkpoint_id={plan.checkpoint_id} subtasks are written by the worker service at {service} "
                 f"(SUBTASK_WORKERS={lake.subtask_workers} at once)"
