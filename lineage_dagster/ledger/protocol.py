@@ -26,9 +26,7 @@ from lineage_dagster.ledger.paths import (
     subtask_log_key,
 )
 from lineage_dagster.ledger.plan import CheckpointPlan
-from lineage_dagster.ledger.store import ObjectStore
-
-MAX_PARALLEL_PUTS = 8  # below botocore's 10 pooled connections per client
+from lineage_dagster.ledger.store import MAX_CONCURRENT_REQUESTS, ObjectStore
 
 
 class LedgerError(RuntimeError):
@@ -185,7 +183,7 @@ def commit_checkpoint(
     check_coverage(plan, files)
     fence(store, log, plan.checkpoint_id, own_run_ids)
     # The subtask logs are independent objects: written at once, each a round trip to S3.
-    with ThreadPoolExecutor(min(len(files), MAX_PARALLEL_PUTS) or 1, thread_name_prefix="commit-log") as pool:
+    with ThreadPoolExecutor(min(len(files), MAX_CONCURRENT_REQUESTS) or 1, thread_name_prefix="commit-log") as pool:
         list(pool.map(lambda f: write_subtask_log(store, log, plan, f, run_id, committed_at_ms), files))
     before_marker()
     marker = CommitMarker(

@@ -5,6 +5,10 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
+# Requests one client has in flight at once (parallel reads or writes): below botocore's 10 pooled
+# connections per S3 client, so none waits for or discards a connection.
+MAX_CONCURRENT_REQUESTS = 8
+
 
 class ObjectStore(Protocol):
     def get(self, bucket: str, key: str) -> bytes | None:

@@ -14,7 +14,7 @@ from lineage_dagster.ledger.commit_log import CommitLogRow, CommitMarker, parse_
 from lineage_dagster.ledger.paths import S3Location, checkpoint_prefix, split_uri
 from lineage_dagster.ledger.plan import PartitionRange
 from lineage_dagster.ledger.protocol import checkpoint_ids, read_marker
-from lineage_dagster.ledger.store import ObjectStore
+from lineage_dagster.ledger.store import MAX_CONCURRENT_REQUESTS, ObjectStore
 
 SizeOf = Callable[[str], int | None]
 
@@ -193,7 +193,7 @@ def verify_ledger(
 def _read_committed_records(
     store: ObjectStore, markers: list[CommitMarker], report: VerifyReport, progress: Callable[[str], None] | None
 ) -> list[pl.DataFrame]:
-    """The coordinates columns of every committed file, fetched and decoded 8 at a time."""
+    """The coordinates columns of every committed file, fetched and decoded MAX_CONCURRENT_REQUESTS at a time."""
 
     def read(job: tuple[int, str]) -> pl.DataFrame | None:
         checkpoint_id, uri = job
@@ -205,7 +205,7 @@ def _read_committed_records(
 
     jobs = [(marker.checkpoint_id, uri) for marker in markers for uri in marker.files]
     frames = []
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_REQUESTS) as pool:
         for done, frame in enumerate(pool.map(read, jobs), start=1):
             if frame is not None:
                 frames.append(frame)
