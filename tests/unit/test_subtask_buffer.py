@@ -158,3 +158,19 @@ def test_row_groups_are_bounded_by_bytes_and_files_do_not_depend_on_how_records_
     assert one_group.keys() == objects.keys()
     assert all(pl.read_parquet(io.BytesIO(one_group[k])).equals(pl.read_parquet(io.BytesIO(objects[k]))) for k in objects)
     assert all(f > int.from_bytes(one_group[key][-8:-4], "little") for f, key in zip(footers, objects, strict=True))
+
+
+def test_rows_are_ordered_by_partition_and_offset_however_runs_arrive():
+    def frame(pairs) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"kafka_partition": [p for p, _ in pairs], "kafka_offset": [o for _, o in pairs]},
+            schema={"kafka_partition": pl.Int32, "kafka_offset": pl.Int64},
+        )
+
+    long_runs = [frame([(2, o) for o in range(300)] + [(0, o) for o in range(300)]), frame([(1, o) for o in range(600)])]
+    short_runs = [frame([(o % 3, 300 + o // 3) for o in range(900)])]  # a run per row: sorted, not sliced
+    reordered = [frame([(0, 5), (0, 4)])]  # a partition's offsets not increasing: fully sorted
+    for frames in (long_runs, long_runs + short_runs, long_runs + short_runs + reordered, [frame([]), *long_runs]):
+        ordered = subtask._ordered(frames)
+        assert ordered.n_chunks() == 1
+        assert ordered.equals(pl.concat(frames).sort("kafka_partition", "kafka_offset"))
