@@ -120,6 +120,12 @@ def parquet_bytes(frame: pl.DataFrame) -> bytearray:
 MIN_ROWS_PER_RUN = 256
 
 
+def _partition_changes(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The frame's partition column, and the rows where it differs from the row before."""
+    partitions = frame["kafka_partition"].to_numpy()
+    return partitions, np.flatnonzero(np.diff(partitions)) + 1
+
+
 def _ordered(frames: list[pl.DataFrame]) -> pl.DataFrame:
     """Rows by partition, then offset: the file is then a function of the plan alone.
 
@@ -131,15 +137,14 @@ def _ordered(frames: list[pl.DataFrame]) -> pl.DataFrame:
     """
     runs: dict[int, list[pl.DataFrame]] = {}
     for frame in frames:
-        partitions = frame["kafka_partition"].to_numpy()
-        changes = np.flatnonzero(np.diff(partitions)) + 1
+        if not frame.height:
+            continue
+        partitions, changes = _partition_changes(frame)
         if len(changes) * MIN_ROWS_PER_RUN > frame.height:
             frame = frame.sort("kafka_partition", maintain_order=True)
-            partitions = frame["kafka_partition"].to_numpy()
-            changes = np.flatnonzero(np.diff(partitions)) + 1
+            partitions, changes = _partition_changes(frame)
         for start, end in zip([0, *changes], [*changes, frame.height], strict=True):
-            if end > start:
-                runs.setdefault(int(partitions[start]), []).append(frame.slice(start, end - start))
+            runs.setdefault(int(partitions[start]), []).append(frame.slice(start, end - start))
     frame = pl.concat([run for partition in sorted(runs) for run in runs[partition]], how="vertical", rechunk=True)
     partitions = frame["kafka_partition"].to_numpy()
     offsets = frame["kafka_offset"].to_numpy()
