@@ -8,14 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-from lineage_dagster.settings import UNIX_SOCKET_PATH_BYTES, Settings, SettingsError, load_settings, socket_path
+from lineage_dagster.settings import Settings, SettingsError, load_settings
 
 
 class UserError(Exception):
@@ -166,18 +165,8 @@ def _dagster_yaml() -> str:
     return resources.files("lineage_dagster").joinpath("deploy/dagster.yaml").read_text()
 
 
-def _worker_socket(data_dir: Path) -> Path:
-    """The worker service's socket: in the data directory, or a private temporary one when that
-    path is too long for a Unix socket."""
-    path = data_dir.resolve() / "workers.sock"
-    if len(os.fsencode(str(path))) <= UNIX_SOCKET_PATH_BYTES:
-        return path
-    return Path(tempfile.mkdtemp(prefix="lineage-")) / "workers.sock"
-
-
 def cmd_dev(args: argparse.Namespace) -> int:
-    """Everything for a local run: services, the worker service, generator, and `dagster dev` with
-    the schedule on."""
+    """Everything for a local run: services, generator, and `dagster dev` with the schedule on."""
     stack = _stack(args)
     try:
         env = {**os.environ, **stack.up()}
@@ -189,10 +178,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(_dagster_yaml())
     env["DAGSTER_HOME"] = str(dagster_home)
-    env["SUBTASK_WORKER_SOCKET"] = str(_worker_socket(args.data_dir))
     bin_dir = Path(sys.executable).parent
     children = [
-        subprocess.Popen([str(bin_dir / "lineage"), "workers", "--socket", env["SUBTASK_WORKER_SOCKET"]], env=env),
         subprocess.Popen([str(bin_dir / "lineage"), "generate", "--rate", str(args.rate)], env=env),
         subprocess.Popen(
             [str(bin_dir / "dagster"), "dev", "-m", "lineage_dagster.definitions", "-h", "127.0.0.1", "-p", str(args.port)],
@@ -219,24 +206,6 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_workers(args: argparse.Namespace) -> int:
-    """The worker service: warm processes that write the runs' subtasks (see worker_service.py)."""
-    import logging
-
-    from lineage_dagster.ingest.worker_service import serve
-
-    settings = load_settings()
-    path = socket_path(args.socket, "--socket") if args.socket else settings.subtask_worker_socket
-    if path is None:
-        raise UserError("set SUBTASK_WORKER_SOCKET (the runs read it too) or pass --socket")
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers {args.workers} must be at least 1")
-    workers = args.workers or settings.subtask_workers or 1
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(path, workers)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     from lineage_dagster.local_stack.stack import default_data_dir
 
@@ -252,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     stack_options(services)
     services.set_defaults(func=cmd_services)
 
-    dev = sub.add_parser("dev", help="services + worker service + generator + Dagster UI with the schedule on")
+    dev = sub.add_parser("dev", help="services + generator + Dagster UI with the schedule on")
     stack_options(dev)
     dev.add_argument("--port", type=int, default=3000, help="Dagster UI port (bound to 127.0.0.1)")
     dev.add_argument("--rate", type=float, default=10.0, help="generator records per second")
@@ -277,11 +246,6 @@ def build_parser() -> argparse.ArgumentParser:
     locate.add_argument("--partition", type=int, required=True)
     locate.add_argument("--offset", type=int, required=True)
     locate.set_defaults(func=cmd_locate)
-
-    workers = sub.add_parser("workers", help="serve warm subtask workers to the runs on a Unix socket")
-    workers.add_argument("--socket", default=None, help="socket path (default SUBTASK_WORKER_SOCKET)")
-    workers.add_argument("--workers", type=int, default=None, help="processes (default SUBTASK_WORKERS)")
-    workers.set_defaults(func=cmd_workers)
 
     verify = sub.add_parser("verify", help="check the exactly-once invariants from the commit log")
     verify.add_argument("--deep", action="store_true", help="also read every Parquet file and check each record")

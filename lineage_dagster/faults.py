@@ -1,9 +1,9 @@
 """Named crash points on the checkpoint path, armed only by `LINEAGE_FAULT` (tests and the soak).
 
-Points, in order: after_plan, during_write (subtask 0 wrote; the others not, unless subtask
-workers wrote them meanwhile), after_data (all data written, no commit log yet), after_log (logs
-written, no marker), after_marker (committed, Dagster not told); and in a `lineage workers`
-process, service_subtask (a subtask received, nothing of it written yet).
+Points, in order: after_plan, during_write (subtask 0 wrote its files; the others not, unless
+the executor runs them at the same time), after_data (all data written, no commit log yet),
+after_log (logs written, no marker), after_marker (committed, Dagster not told). A fault fires in
+whichever process runs the step: the run's own, a multiprocess step's or a Celery worker's.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def reach(point: str) -> None:
         return
     if fault.once_file:
         try:
-            Path(fault.once_file).touch(exist_ok=False)
+            with Path(fault.once_file).open("x") as once:
+                once.write(str(os.getpid()))  # which process the fault fired in, for the test
         except FileExistsError:
             return
     if fault.action == "kill":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from lineage_dagster.ledger.paths import S3Location
 
@@ -48,6 +47,19 @@ class S3Settings:
     region: str
 
 
+EXECUTORS = ("in_process", "multiprocess", "celery", "k8s")
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """Which Dagster executor runs a checkpoint's steps, and the Celery broker when it is Celery."""
+
+    executor: str = "in_process"
+    celery_broker_url: str | None = field(default=None, repr=False)  # may carry a password
+    celery_backend_url: str | None = field(default=None, repr=False)  # None: results go through the broker
+    celery_visibility_timeout_s: int = 600
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap_servers: str
@@ -61,9 +73,8 @@ class Settings:
     max_records_per_checkpoint: int
     max_record_bytes: int
     subtask_buffer_bytes: int
-    subtask_workers: int
-    subtask_worker_socket: Path | None
     allow_offset_loss: bool
+    execution: ExecutionSettings
 
 
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -95,26 +106,23 @@ def _location(env: Mapping[str, str], name: str, default: str) -> S3Location:
         raise SettingsError(f"{name}={raw!r}: {error}") from None
 
 
-# A Unix socket's path: sun_path holds 108 bytes with the terminating NUL.
-UNIX_SOCKET_PATH_BYTES = 107
-
-
-def socket_path(raw: str, name: str) -> Path:
-    """`raw` as the path of a Unix socket, or a SettingsError naming `name` (a variable or option)."""
-    path = Path(raw)
-    if not path.is_absolute():
-        raise SettingsError(f"{name}={raw!r} must be an absolute path (runs may start in another directory)")
-    if len(os.fsencode(raw)) > UNIX_SOCKET_PATH_BYTES:
-        raise SettingsError(f"{name}={raw!r} is longer than a Unix socket path may be ({UNIX_SOCKET_PATH_BYTES} bytes)")
-    return path
+def _execution(env: Mapping[str, str]) -> ExecutionSettings:
+    executor = env.get("CHECKPOINT_EXECUTOR", "").strip().lower() or "in_process"
+    if executor not in EXECUTORS:
+        raise SettingsError(f"CHECKPOINT_EXECUTOR={executor!r} must be one of {', '.join(EXECUTORS)}")
+    broker = env.get("CELERY_BROKER_URL", "").strip() or None
+    backend = env.get("CELERY_BACKEND_URL", "").strip() or None
+    if executor == "celery" and broker is None:
+        raise SettingsError("CHECKPOINT_EXECUTOR=celery needs CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
+    return ExecutionSettings(executor, broker, backend, _whole_number(env, "CELERY_VISIBILITY_TIMEOUT_S", 600, 86_400, minimum=5))
 
 
 @dataclass(frozen=True)
 class FaultInjection:
     """`LINEAGE_FAULT=<point>:<kill|sleep=SECONDS>[:<once-file>]`, for the crash tests and the soak.
 
-    With a once-file the fault fires only if that file does not exist yet (and creates it), so a
-    retried run gets past the point.
+    With a once-file the fault fires only if that file does not exist yet (and creates it, holding
+    the process id), so a retried run gets past the point.
     """
 
     point: str
@@ -154,7 +162,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     output = _location(env, "OUTPUT_PATH", "s3://flink-data/output")
     commit_log = _location(env, "WRITE_AHEAD_COMMIT_LOG_PATH", "s3://flink-data/write-ahead-commit-log")
     dropped = _location(env, "DROPPED_PATH", f"s3://{output.bucket}/dropped")
-    raw_socket = env.get("SUBTASK_WORKER_SOCKET", "").strip()
     if output.contains(commit_log) or commit_log.contains(output):
         raise SettingsError("OUTPUT_PATH and WRITE_AHEAD_COMMIT_LOG_PATH must not contain one another")
     return Settings(
@@ -174,7 +181,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_records_per_checkpoint=_whole_number(env, "MAX_RECORDS_PER_CHECKPOINT", 1_000_000, 100_000_000),
         max_record_bytes=_whole_number(env, "MAX_RECORD_BYTES", 1_048_576, 1_073_741_824),
         subtask_buffer_bytes=_whole_number(env, "SUBTASK_BUFFER_BYTES", 67_108_864, 68_719_476_736),
-        subtask_workers=_whole_number(env, "SUBTASK_WORKERS", os.cpu_count() or 1, 256, minimum=0),
-        subtask_worker_socket=socket_path(raw_socket, "SUBTASK_WORKER_SOCKET") if raw_socket else None,
         allow_offset_loss=_flag(env, "ALLOW_OFFSET_LOSS"),
+        execution=_execution(env),
     )

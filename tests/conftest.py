@@ -36,6 +36,14 @@ def stack() -> Iterator[LocalStack]:
         local.down()
 
 
+@pytest.fixture(scope="session")
+def celery_services(stack: LocalStack) -> LocalStack:
+    """Redis as the Celery broker and PostgreSQL for the shared Dagster instance, on the same stack."""
+    stack.start_redis()
+    stack.start_postgres()
+    return stack
+
+
 @dataclass
 class Lake:
     """One test's own topic and S3 prefixes, with the env a pipeline process needs for them."""

@@ -2,7 +2,6 @@
 lineage_dagster.ledger.store)."""
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -11,16 +10,15 @@ from lineage_dagster.ingest.avro import encode_event
 from lineage_dagster.ledger.plan import PartitionRange
 
 
-@dataclass
-class FakeMessage:
-    partition: int
-    offset_: int
-
-    def key(self) -> bytes:
-        return f"key-{self.partition}-{self.offset_}".encode()
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000 + self.offset_)
+def records_at(coordinates: Sequence[tuple[int, int]], values: Sequence[bytes | None]) -> RecordBatch:
+    """A batch of the records at (partition, offset) `coordinates`, with Kafka-like keys and timestamps."""
+    return RecordBatch(
+        partitions=np.array([p for p, _ in coordinates], dtype=np.int32),
+        offsets=np.array([o for _, o in coordinates], dtype=np.int64),
+        values=list(values),
+        keys=[f"key-{p}-{o}".encode() for p, o in coordinates],
+        timestamps=np.array([1_700_000_000_000 + o for _, o in coordinates], dtype=np.int64),
+    )
 
 
 class InMemoryTopic:
@@ -46,9 +44,4 @@ class InMemoryTopic:
         pending = [(p, next(r.start for r in ranges if r.partition == p) + i) for p, i in pending]
         for start in range(0, len(pending), batch_size):
             chunk = pending[start : start + batch_size]
-            yield RecordBatch(
-                partitions=np.array([p for p, _ in chunk], dtype=np.int32),
-                offsets=np.array([o for _, o in chunk], dtype=np.int64),
-                values=[self.values[p][o] for p, o in chunk],
-                messages=[FakeMessage(p, o) for p, o in chunk],
-            )
+            yield records_at(chunk, [self.values[p][o] for p, o in chunk])

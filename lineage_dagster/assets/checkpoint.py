@@ -9,14 +9,9 @@ Steps hand each other the plan and file lists as plain op outputs, not asset inp
 without a partition (`dagster job execute`) works and a re-execution reuses its parent's plan.
 """
 
-import importlib
-import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
-from types import ModuleType
 
 from dagster import (
     AssetIn,
@@ -41,20 +36,10 @@ from dagster import (
 
 from lineage_dagster import faults
 from lineage_dagster.assets.checks import CHECKS, check_output_name, evaluate_invariants, invariant_check_specs
-from lineage_dagster.ingest.collector import build_long_lived, skip_cyclic_gc_at_exit
-from lineage_dagster.ingest.worker_service import (
-    SUBTASK_MODULE,
-    ServiceWorker,
-    SubtaskRequest,
-    WorkerServiceUnavailable,
-    check_worker_service,
-)
-from lineage_dagster.ingest.workers import RunningTask, WorkerPool, fork_unavailable_reason, start_worker
 from lineage_dagster.ledger.commit_log import SubtaskFiles
 from lineage_dagster.ledger.paths import S3Location, hour_start
-from lineage_dagster.ledger.plan import CheckpointPlan, plan_checkpoint
+from lineage_dagster.ledger.plan import CheckpointPlan, check_settings, plan_checkpoint
 from lineage_dagster.ledger.protocol import commit_checkpoint, fence, resolve_plan
-from lineage_dagster.ledger.store import ObjectStore
 from lineage_dagster.resources.kafka import KafkaResource
 from lineage_dagster.resources.lake import LakeResource
 
@@ -63,9 +48,6 @@ SOURCE_KEY = AssetKey("lineage_input")
 COMMIT_LOG_KEY = AssetKey("write_ahead_commit_log")
 CHECKPOINT_ASSET_KEYS = (AssetKey("checkpoint_plan"), AssetKey("enriched_events"), COMMIT_LOG_KEY)
 CHECKPOINT_TAG = "lineage/checkpoint_id"
-# Below this many records per subtask, forking workers (each starts its own Kafka consumer, S3
-# connections and polars thread pool) saved no time in A/B runs here and cost CPU.
-MIN_RECORDS_PER_WORKER = 100_000
 
 _RANGES_SCHEMA = TableSchema(
     columns=[
@@ -111,127 +93,31 @@ def _run_hour(context: OpExecutionContext) -> datetime:
     return hour_start(datetime.now(UTC))
 
 
-def _step_runs_here(context: OpExecutionContext, op_name: str) -> bool:
-    """Whether the step of op `op_name` runs later in this process (the in-process executor runs
-    steps one after another; other executors run each step in a process of its own)."""
-    step = context.get_step_execution_context()
-    key = f"{step.step.key.rpartition('.')[0]}.{op_name}".lstrip(".")
-    return key in step.execution_plan.step_keys_to_execute
+SETTING_TAG_PREFIX = "lineage/"
 
 
-def _workers_refused(context: OpExecutionContext, lake: LakeResource) -> str | None:
-    """Why this run's subtasks are not written by forked workers, or None if they are."""
-    if not lake.subtask_workers:
-        return "SUBTASK_WORKERS=0"
-    if not _step_runs_here(context, _subtask_op_name(0)):
-        return "the subtask steps run in processes of their own"
-    return fork_unavailable_reason()
+def step_settings(kafka: KafkaResource, lake: LakeResource, parallelism: int) -> dict[str, str]:
+    """The settings every step of a checkpoint must share, by variable name."""
+    return {
+        "KAFKA_TOPIC": kafka.topic,
+        "PARALLELISM": str(parallelism),
+        "OUTPUT_PATH": str(lake.output),
+        "DROPPED_PATH": str(lake.dropped),
+        "WRITE_AHEAD_COMMIT_LOG_PATH": str(lake.commit_log),
+    }
 
 
-def _worker_service(context: OpExecutionContext, lake: LakeResource) -> Path | None:
-    """The socket of the worker service that writes this run's subtasks, or None when this run
-    writes them itself: none configured, SUBTASK_WORKERS=0, steps in processes of their own, or
-    no service answering there with this code (a warning says so, and the run forks workers)."""
-    if not lake.subtask_worker_socket or not lake.subtask_workers or not _step_runs_here(context, _subtask_op_name(0)):
-        return None
-    path = Path(lake.subtask_worker_socket)
-    try:
-        check_worker_service(path)
-    except WorkerServiceUnavailable as error:
-        context.log.warning(f"{error}; this run writes its subtasks itself")
-        return None
-    return path
+def setting_tags(settings: dict[str, str]) -> dict[str, str]:
+    """Run tags recording the settings of the code location that launched a run (`lineage/KAFKA_TOPIC`...)."""
+    return {SETTING_TAG_PREFIX + name: value for name, value in settings.items()}
 
 
-def _too_small_for_workers(plan: CheckpointPlan) -> str | None:
-    """Why the plan is too small for subtask workers, or None if it is large enough."""
-    if plan.record_count < MIN_RECORDS_PER_WORKER * plan.parallelism:
-        return f"{plan.record_count} records, fewer than {MIN_RECORDS_PER_WORKER} per subtask"
-    return None
-
-
-def _prepare_subtask(context: OpExecutionContext, kafka: KafkaResource, plan: CheckpointPlan, subtask: int) -> None:
-    """Let subtask `subtask` start before its step does, when that step runs later in this process
-    without a worker: librdkafka fetches its records in the background, and the modules that
-    write Parquet load in a thread while this step finishes."""
-    if subtask >= plan.parallelism or not _step_runs_here(context, _subtask_op_name(subtask)):
-        return
-    kafka.start_reading(plan.ranges_for_subtask(subtask))
-    if subtask == 0:
-        threading.Thread(target=_preload_subtask_module, name="preload-subtask").start()
-
-
-_subtask_module_lock = threading.Lock()
-
-
-def _subtask_module() -> ModuleType:
-    """The module that writes Parquet, imported on first use: it brings polars and numpy, which a
-    run with nothing new never needs. Its ~60k objects are built and frozen once per process."""
-    with _subtask_module_lock:
-        if SUBTASK_MODULE not in sys.modules:
-            build_long_lived(lambda: importlib.import_module(SUBTASK_MODULE))
-    return sys.modules[SUBTASK_MODULE]
-
-
-def _preload_subtask_module() -> None:
-    _subtask_module().warm_up()
-
-
-# Worker processes writing a run's subtasks, by run id, while its subtask steps collect them.
-_worker_pools: dict[str, WorkerPool[SubtaskFiles]] = {}
-
-
-def _subtask_worker_pool(
-    context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource, plan: CheckpointPlan, service: Path | None
-) -> WorkerPool[SubtaskFiles]:
-    """Hand this run's subtasks to the worker service at `service`, or fork a worker for each
-    (SUBTASK_WORKERS at once either way). Each writes exactly what its step would, right after a
-    fence check, while the run process tells Dagster."""
-    store = lake.store()
-    own_run_ids = _own_run_ids(context)
-
-    def start(subtask: int) -> RunningTask[SubtaskFiles]:
-        fence(store, lake.commit_log, plan.checkpoint_id, own_run_ids)
-        label = f"checkpoint_id={plan.checkpoint_id} subtask={subtask}"
-        if service is not None:
-            request = SubtaskRequest(
-                plan=plan,
-                subtask=subtask,
-                kafka_config=kafka.client_config(),
-                s3=lake.s3_settings(),
-                output=lake.output,
-                dropped=lake.dropped,
-                max_record_bytes=_max_record_bytes(lake, plan),
-            )
-            return ServiceWorker.send(service, request, label)
-        return start_worker(label, lambda: _write_subtask(kafka, lake, store, plan, subtask), after_fork=store.drop_connections)
-
-    return WorkerPool(plan.parallelism, lake.subtask_workers, start)
-
-
-def _collect_from_worker(workers: WorkerPool[SubtaskFiles], run_id: str, subtask: int) -> tuple[SubtaskFiles, str]:
-    """The files subtask `subtask`'s worker wrote, and where; forgets the pool once it is done."""
-    try:
-        files, worker = workers.collect(subtask)
-    finally:
-        if workers.done:
-            del _worker_pools[run_id]
-    where = "worker service process" if isinstance(worker, ServiceWorker) else "worker process"
-    return files, f"in {where} {worker.pid} within {time.monotonic() - worker.started:.2f}s of its start"
-
-
-def _write_subtask(
-    kafka: KafkaResource, lake: LakeResource, store: ObjectStore, plan: CheckpointPlan, subtask: int
-) -> SubtaskFiles:
-    return _subtask_module().write_subtask_files(
-        plan=plan,
-        subtask=subtask,
-        source=kafka,
-        store=store,
-        output=lake.output,
-        dropped=lake.dropped,
-        max_record_bytes=_max_record_bytes(lake, plan),
-    )
+def _check_launch_settings(context: OpExecutionContext, here: dict[str, str]) -> None:
+    """Fail before writing anything when this step's process is configured apart from the code
+    location that launched the run (runs launched without the job's tags are not checked)."""
+    tags = context.run.tags
+    launched = {name: tags[SETTING_TAG_PREFIX + name] for name in here if SETTING_TAG_PREFIX + name in tags}
+    check_settings(here, launched, context=f"step {context.op.name}", source="where the run was launched")
 
 
 def _max_record_bytes(lake: LakeResource, plan: CheckpointPlan) -> int:
@@ -269,26 +155,15 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
         "with no new records, plans nothing and the run ends.",
     )
     def plan_op(context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource):  # noqa: ANN202 - yields outputs
-        skip_cyclic_gc_at_exit()
+        here = step_settings(kafka, lake, parallelism)
+        _check_launch_settings(context, here)
         store = lake.store()
         lake.check_buckets(store)
         source = kafka.record_source()
         hour = _run_hour(context)
 
-        # Subtasks go to the worker service, or workers are forked, at the end of this step once
-        # Dagster has stored its outputs. Before a fork the Parquet modules load, in a thread as
-        # soon as the plan has enough records for workers, so that the workers share those pages
-        # instead of each loading them; with the service this run never loads them.
-        service = _worker_service(context, lake)
-        workers_refused = _workers_refused(context, lake)
-        importing = threading.Thread(target=_subtask_module, name="import-subtask")
-
-        def load_parquet_modules() -> None:
-            if service is None and workers_refused is None and importing.ident is None:
-                importing.start()
-
         def make_plan(checkpoint_id: int, committed_ends: dict[int, int]) -> CheckpointPlan:
-            plan = plan_checkpoint(
+            return plan_checkpoint(
                 checkpoint_id=checkpoint_id,
                 topic=kafka.topic,
                 hour=hour,
@@ -301,10 +176,10 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 allow_offset_loss=lake.allow_offset_loss,
                 buffer_bytes=lake.subtask_buffer_bytes,
                 max_record_bytes=lake.max_record_bytes,
+                output_path=str(lake.output),
+                dropped_path=str(lake.dropped),
+                commit_log_path=str(lake.commit_log),
             )
-            if _too_small_for_workers(plan) is None:
-                load_parquet_modules()
-            return plan
 
         hint = last_committed_hint(context.instance, lake.commit_log, kafka.topic)
         resolved = resolve_plan(store, lake.commit_log, hint, make_plan)
@@ -316,16 +191,7 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
             )
             return
         context.instance.add_run_tags(context.run_id, {CHECKPOINT_TAG: str(plan.checkpoint_id)})
-        if plan.parallelism != parallelism:
-            raise RuntimeError(
-                f"checkpoint_id={plan.checkpoint_id} was planned with PARALLELISM={plan.parallelism} but this code "
-                f"location runs {parallelism} subtasks; finish it with PARALLELISM={plan.parallelism}, then change it"
-            )
-        workers_refused = workers_refused or _too_small_for_workers(plan)
-        if service is None and workers_refused is None:
-            load_parquet_modules()  # already loading unless a stored plan was resumed
-        elif service is None:
-            _prepare_subtask(context, kafka, plan, 0)
+        check_settings(here, plan.planned_with(), context=f"checkpoint_id={plan.checkpoint_id}", source="when it was planned")
         if plan.hour != hour:
             context.log.warning(
                 f"checkpoint_id={plan.checkpoint_id} was planned for hour {plan.hour:%Y-%m-%d %H}:00; its files go "
@@ -354,24 +220,6 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 "offset_ranges": _ranges_table(plan),
             },
         )
-        if service is not None:
-            _worker_pools[context.run_id] = _subtask_worker_pool(context, kafka, lake, plan, service)
-            context.log.info(
-                f"checkpoint_id={plan.checkpoint_id} subtasks are written by the worker service at {service} "
-                f"(SUBTASK_WORKERS={lake.subtask_workers} at once)"
-            )
-        elif workers_refused is None:
-            importing.join()
-            workers = _worker_pools[context.run_id] = _subtask_worker_pool(context, kafka, lake, plan, None)
-            context.log.info(
-                f"checkpoint_id={plan.checkpoint_id} subtasks are written by worker processes (SUBTASK_WORKERS="
-                f"{lake.subtask_workers} at once); started: "
-                + ", ".join(f"subtask={subtask} pid={worker.pid}" for subtask, worker in workers.running.items())
-            )
-        else:
-            context.log.debug(
-                f"checkpoint_id={plan.checkpoint_id} subtasks are written without worker processes: {workers_refused}"
-            )
 
     return plan_op
 
@@ -380,7 +228,7 @@ def _subtask_op_name(subtask: int) -> str:
     return f"write_subtask_{subtask}_files"
 
 
-def _subtask_op(subtask: int):  # noqa: ANN202 - a Dagster op definition
+def _subtask_op(subtask: int, parallelism: int):  # noqa: ANN202 - a Dagster op definition
     @op(
         name=_subtask_op_name(subtask),
         ins={"plan": In(CheckpointPlan)},
@@ -390,25 +238,27 @@ def _subtask_op(subtask: int):  # noqa: ANN202 - a Dagster op definition
     def write_subtask(
         context: OpExecutionContext, plan: CheckpointPlan, kafka: KafkaResource, lake: LakeResource
     ) -> SubtaskFiles:
-        skip_cyclic_gc_at_exit()
-        workers = _worker_pools.get(context.run_id)
-        if workers is not None and workers.handles(subtask):  # fenced when its worker started
-            files, how = _collect_from_worker(workers, context.run_id, subtask)
-        else:
-            store = lake.store()
-            fence(store, lake.commit_log, plan.checkpoint_id, _own_run_ids(context))
-            started = time.monotonic()
-            read_ahead = kafka.is_reading(plan.ranges_for_subtask(subtask))
-            _prepare_subtask(context, kafka, plan, subtask + 1)
-            files = _write_subtask(kafka, lake, store, plan, subtask)
-            how = f"in {time.monotonic() - started:.2f}s" + (
-                " (its reads started during the previous step)" if read_ahead else ""
-            )
+        # Imported here: polars and numpy load only in a process that writes records.
+        from lineage_dagster.ingest.subtask import write_subtask_files
+
+        _check_launch_settings(context, step_settings(kafka, lake, parallelism))
+        store = lake.store()
+        fence(store, lake.commit_log, plan.checkpoint_id, _own_run_ids(context))
+        started = time.monotonic()
+        files = write_subtask_files(
+            plan=plan,
+            subtask=subtask,
+            source=kafka.record_source(),
+            store=store,
+            output=lake.output,
+            dropped=lake.dropped,
+            max_record_bytes=_max_record_bytes(lake, plan),
+        )
         if subtask == 0:
             faults.reach("during_write")
         context.log.info(
             f"checkpoint_id={plan.checkpoint_id} subtask={subtask} wrote {files.record_count} records "
-            f"({files.dropped_count} dropped) in {len(files.files)} files {how}"
+            f"({files.dropped_count} dropped) in {len(files.files)} files in {time.monotonic() - started:.2f}s"
         )
         return files
 
@@ -440,7 +290,7 @@ def _events_metadata(files: list[SubtaskFiles]) -> dict[str, object]:
 def commit_checkpoint_log(  # noqa: ANN201 - yields outputs
     context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource, plan: CheckpointPlan, subtask_files: list[SubtaskFiles]
 ):
-    skip_cyclic_gc_at_exit()
+    _check_launch_settings(context, step_settings(kafka, lake, len(subtask_files)))
     files = sorted(subtask_files, key=lambda f: f.subtask)
     faults.reach("after_data")
     store = lake.store()
@@ -498,7 +348,7 @@ def commit_checkpoint_log(  # noqa: ANN201 - yields outputs
 def build_checkpoint_assets(parallelism: int) -> list:
     """The source asset and the checkpoint graph with `parallelism` subtask steps."""
     plan_op = _plan_op(parallelism)
-    subtask_ops = [_subtask_op(k) for k in range(parallelism)]
+    subtask_ops = [_subtask_op(k, parallelism) for k in range(parallelism)]
 
     @graph_multi_asset(
         name="checkpoint",

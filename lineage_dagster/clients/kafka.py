@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -46,20 +47,24 @@ RANGE_READ_TUNING: dict[str, int] = {
 }
 
 
-# Messages per `consume` call. Small calls are ~30 % cheaper per message than 100k-message ones:
-# each call's Message objects are then still in the CPU cache when their columns are read. A call
-# returns once it has its count, collecting what librdkafka fetches meanwhile (270 MiB in one call
-# of 900 KB records, measured), so the count follows the payload size: about CONSUME_BYTES a call,
-# starting from one message.
-CONSUME_SIZE = 2000
+# Messages per `consume` call. Small calls are cheaper per message than large ones: each call's
+# Message objects are still in the CPU cache when their columns are read. And below Python's
+# young-generation threshold (700 container objects), a call's messages are freed before the
+# cyclic GC ever runs on them; 2,000 a call had them collected young, promoted, and then set off
+# full collections of every object a Dagster run process holds, ~40 % more CPU for reading. A call
+# returns once it has its count, collecting what librdkafka fetches meanwhile, so the count also
+# follows the payload size: about CONSUME_BYTES a call, starting from one message.
+CONSUME_SIZE = 500
 CONSUME_BYTES = 4 * 1024 * 1024
 # Records per yielded batch (one decode call each): ~10 % cheaper end to end than 100k batches,
 # whose payloads have left the cache by the time they are decoded. A batch of large payloads ends
-# at BATCH_BYTES, so a batch's memory is bounded whatever the record size: its messages, their
-# payloads joined, and the decoder's copy, ~3x BATCH_BYTES (8 MiB; 16 put the large bad records'
-# peak at 1,071-1,135 MiB RSS summed once the joins were kept, 944 now, 1,003-1,017 before them).
+# at BATCH_BYTES, so a batch's memory is bounded whatever the record size: its payloads, their
+# join, and the decoder's copy, ~3x BATCH_BYTES.
 BATCH_SIZE = 20_000
 BATCH_BYTES = 8 * 1024 * 1024
+
+
+_TIMESTAMP_MS = itemgetter(1)  # Message.timestamp() is (type, epoch ms)
 
 
 class KafkaAccessError(RuntimeError):
@@ -68,19 +73,22 @@ class KafkaAccessError(RuntimeError):
 
 @dataclass
 class RecordBatch:
-    """Records of one consume call, as columns: each message is touched once, by C-level `map`s.
+    """Records of consume calls, as columns: each message is touched once, by C-level `map`s.
 
-    Keys and timestamps are read from `messages` only for the few records that go to the
-    dead-letter area, so the common path never pays for them. The payloads are also joined back to
-    back as the batch is built, while they are still in the CPU cache: the decoder reads them from
-    there, and their length is the batch's size in bytes (~3x cheaper than summing `len`s, and than
-    joining a 20,000-record batch once its payloads have left the cache).
+    The Message objects themselves are not kept. Python's cyclic GC tracks them, and holding a
+    batch's worth alive until it is decoded moved them all into the oldest generation, setting off
+    a full collection of every object Dagster had loaded every few batches (in a run process, about
+    as much CPU as the reading itself). Keys and timestamps, which only dead-letter rows need, are
+    copied out instead. The payloads are also joined back to back as the batch is built, while they
+    are still in the CPU cache: the decoder reads them from there, and their length is the batch's
+    size in bytes.
     """
 
     partitions: np.ndarray  # int32
     offsets: np.ndarray  # int64
     values: list[bytes | None]
-    messages: Sequence[Any]  # each with .key() and .timestamp()
+    keys: list[bytes | None]
+    timestamps: np.ndarray  # int64, Kafka's timestamps (epoch ms)
     payload_bytes: bytes = field(default=b"", repr=False)  # the non-null values back to back
 
     def __post_init__(self) -> None:
@@ -97,7 +105,8 @@ class RecordBatch:
             partitions=np.concatenate([b.partitions for b in batches]),
             offsets=np.concatenate([b.offsets for b in batches]),
             values=list(chain.from_iterable(b.values for b in batches)),
-            messages=list(chain.from_iterable(b.messages for b in batches)),
+            keys=list(chain.from_iterable(b.keys for b in batches)),
+            timestamps=np.concatenate([b.timestamps for b in batches]),
             payload_bytes=b"".join(b.payload_bytes for b in batches),
         )
 
@@ -186,8 +195,7 @@ class KafkaRecordSource:
             consumer.close()
 
     def start_reading(self, ranges: Sequence[PartitionRange]) -> Consumer:
-        """A consumer assigned to the ranges' start offsets. librdkafka fetches ahead in its own
-        threads from here on, so a reader started early finds its first records already queued."""
+        """A consumer assigned to the ranges' start offsets, tuned for reading them through."""
         consumer = self._consumer(**RANGE_READ_TUNING)
         consumer.assign([TopicPartition(self.topic, r.partition, r.start) for r in ranges if r.count > 0])
         return consumer
@@ -196,7 +204,6 @@ class KafkaRecordSource:
         self,
         ranges: Sequence[PartitionRange],
         *,
-        started: Consumer | None = None,
         batch_size: int = BATCH_SIZE,
         consume_size: int = CONSUME_SIZE,
     ) -> Iterator[RecordBatch]:
@@ -213,15 +220,13 @@ class KafkaRecordSource:
 
         wanted = {r.partition: r for r in ranges if r.count > 0}
         if not wanted:
-            if started is not None:
-                started.close()
             return
         size = max(wanted) + 1
         ends = np.full(size, -1, dtype=np.int64)  # -1: not (or no longer) wanted
         nexts = np.zeros(size, dtype=np.int64)  # next offset expected per partition
         for r in wanted.values():
             ends[r.partition], nexts[r.partition] = r.end, r.start
-        consumer = started or self.start_reading(ranges)
+        consumer = self.start_reading(ranges)
         pending: list[RecordBatch] = []
         pending_records = pending_bytes = 0
         count = 1
@@ -283,7 +288,13 @@ class KafkaRecordSource:
             partitions, offsets = partitions[rows], offsets[rows]
         if not messages:
             return None
-        return RecordBatch(partitions=partitions, offsets=offsets, values=list(map(Message.value, messages)), messages=messages)
+        return RecordBatch(
+            partitions=partitions,
+            offsets=offsets,
+            values=list(map(Message.value, messages)),
+            keys=list(map(Message.key, messages)),
+            timestamps=np.fromiter(map(_TIMESTAMP_MS, map(Message.timestamp, messages)), dtype=np.int64, count=len(messages)),
+        )
 
     def _finish_passed_partitions(self, consumer: Consumer, wanted: dict[int, PartitionRange], ends: np.ndarray) -> None:
         positions = consumer.position([TopicPartition(self.topic, p) for p in wanted])

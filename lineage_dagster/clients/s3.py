@@ -46,12 +46,6 @@ class S3ObjectStore:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def drop_connections(self) -> None:
-        """Forget the pooled connections (not closing the sockets' other copies): a forked worker
-        must open its own rather than write into the ones the run process also uses. The client
-        stays usable and reconnects on its next request."""
-        self.client.close()
-
     def check_bucket(self, bucket: str) -> None:
         try:
             self.client.head_bucket(Bucket=bucket)

@@ -14,9 +14,7 @@ import numpy as np
 import polars as pl
 
 from lineage_dagster.clients.kafka import RecordBatch
-from lineage_dagster.ingest.avro import encode_event
 from lineage_dagster.ingest.bulk_decode import decode_batch
-from lineage_dagster.ingest.collector import cyclic_gc_paused
 from lineage_dagster.ledger.commit_log import FileKind, FileSlice, SubtaskFiles, WrittenFile
 from lineage_dagster.ledger.paths import S3Location, data_file_key, split_file_key
 from lineage_dagster.ledger.plan import CheckpointPlan, PartitionRange
@@ -154,13 +152,6 @@ def _ordered(frames: list[pl.DataFrame]) -> pl.DataFrame:
     return frame
 
 
-def warm_up() -> None:
-    """Decode one record and write it as Parquet, so a fresh process pays polars' and numpy's
-    first-use costs (kernel registries, thread pools) here rather than in its first subtask."""
-    decoded = decode_batch([encode_event("00000000-0000-0000-0000-000000000000", 0)], 1024)
-    parquet_bytes(pl.DataFrame({"uuid": decoded.uuids, "timestamp": decoded.timestamps}).sort("timestamp"))
-
-
 class _SubtaskWriter:
     """Holds one subtask's decoded and undecodable rows until it writes them as Parquet.
 
@@ -225,15 +216,14 @@ class _SubtaskWriter:
         frames = []
         for partition in np.unique(batch.partitions[rows]):
             mine = rows[batch.partitions[rows] == partition]
-            messages = [batch.messages[i] for i in mine]
             frames.append(
                 pl.DataFrame(
                     {
                         "kafka_topic": [self.plan.topic] * len(mine),
                         "kafka_partition": batch.partitions[mine],
                         "kafka_offset": batch.offsets[mine],
-                        "kafka_timestamp": [m.timestamp()[1] for m in messages],
-                        "kafka_key": [m.key() for m in messages],
+                        "kafka_timestamp": batch.timestamps[mine],
+                        "kafka_key": [batch.keys[i] for i in mine],
                         "raw_value": [batch.values[i] for i in mine],
                         "error": [errors[i] for i in mine],
                         "checkpoint_id": [self.plan.checkpoint_id] * len(mine),
@@ -335,8 +325,7 @@ def write_subtask_files(
     max_record_bytes: int,
 ) -> SubtaskFiles:
     writer = _SubtaskWriter(plan=plan, subtask=subtask, store=store, output=output, dropped=dropped)
-    with cyclic_gc_paused():
-        for batch in source.read_ranges(writer.ranges):
-            writer.add_batch(batch, max_record_bytes)
-            del batch  # not held while the next one is read: with large records, BATCH_BYTES more at the peak
+    for batch in source.read_ranges(writer.ranges):
+        writer.add_batch(batch, max_record_bytes)
+        del batch  # not held while the next one is read: with large records, BATCH_BYTES more at the peak
     return writer.finish()

@@ -12,6 +12,10 @@ class OffsetsLostError(RuntimeError):
     """The planned start offset is no longer in Kafka (retention or truncation deleted it)."""
 
 
+class SettingsMismatchError(RuntimeError):
+    """A step runs with other settings than its checkpoint was planned with; it wrote nothing."""
+
+
 @dataclass(frozen=True, order=True)
 class PartitionRange:
     """Offsets `[start, end)` of one Kafka partition."""
@@ -42,6 +46,10 @@ class CheckpointPlan:
     # MAX_RECORD_BYTES when planned, for the same reason: a retry that rewrites some subtasks must
     # drop exactly the records the first attempt did. None in plans stored before it existed.
     max_record_bytes: int | None = None
+    # Where the checkpoint's files go. None in plans stored before they were recorded.
+    output_path: str | None = None
+    dropped_path: str | None = None
+    commit_log_path: str | None = None
 
     @property
     def record_count(self) -> int:
@@ -82,6 +90,36 @@ class CheckpointPlan:
             lost=tuple(PartitionRange(**r) for r in body.get("lost", ())),
             buffer_bytes=body.get("buffer_bytes"),
             max_record_bytes=body.get("max_record_bytes"),
+            output_path=body.get("output_path"),
+            dropped_path=body.get("dropped_path"),
+            commit_log_path=body.get("commit_log_path"),
+        )
+
+    def planned_with(self) -> dict[str, str]:
+        """The settings this plan fixed, by variable name: every step that works on it must share them."""
+        settings = {
+            "KAFKA_TOPIC": self.topic,
+            "PARALLELISM": str(self.parallelism),
+            "OUTPUT_PATH": self.output_path,
+            "DROPPED_PATH": self.dropped_path,
+            "WRITE_AHEAD_COMMIT_LOG_PATH": self.commit_log_path,
+        }
+        return {name: value for name, value in settings.items() if value is not None}
+
+
+def check_settings(here: Mapping[str, str], expected: Mapping[str, str], *, context: str, source: str) -> None:
+    """Fail, naming each variable, where this process's settings (`here`) differ from `expected`.
+
+    Steps read their settings where they run (a Celery worker on another machine, say): a worker
+    configured apart from the code location must not write a checkpoint elsewhere."""
+    differing = [
+        f"{name}={here.get(name)!r} here but {value!r} {source}" for name, value in expected.items() if here.get(name) != value
+    ]
+    if differing:
+        raise SettingsMismatchError(
+            f"{context}: {'; '.join(differing)}. Nothing was written. A checkpoint is finished with the settings "
+            "it was planned with, and the code location and every process that runs its steps (Celery workers "
+            "included) must share them"
         )
 
 
@@ -121,6 +159,9 @@ def plan_checkpoint(
     allow_offset_loss: bool = False,
     buffer_bytes: int | None = None,
     max_record_bytes: int | None = None,
+    output_path: str | None = None,
+    dropped_path: str | None = None,
+    commit_log_path: str | None = None,
 ) -> CheckpointPlan:
     """Plan checkpoint N: each partition from its last committed end up to its high watermark.
 
@@ -166,4 +207,7 @@ def plan_checkpoint(
         lost=tuple(lost),
         buffer_bytes=buffer_bytes,
         max_record_bytes=max_record_bytes,
+        output_path=output_path,
+        dropped_path=dropped_path,
+        commit_log_path=commit_log_path,
     )

@@ -26,6 +26,7 @@ from typing import Any
 
 KAFKA_VERSION = "4.1.1"
 ACCESS_KEY_ID = "lineage-local"
+POSTGRES_USER = "dagster"
 
 
 class StackError(RuntimeError):
@@ -50,6 +51,8 @@ class StackConfig:
     weed_volume_grpc_port: int = 9341
     weed_filer_port: int = 9388
     weed_filer_grpc_port: int = 9389
+    redis_port: int = 6379
+    postgres_port: int = 5432
     topic: str = "lineage-input"
     partitions: int = 10
     bucket: str = "flink-data"
@@ -62,10 +65,9 @@ class StackConfig:
         return {name: value for name, value in vars(self).items() if name.endswith("_port")}
 
     def service_ports(self, service: str) -> list[int]:
-        """The ports of `service` ("kafka" or "seaweedfs")."""
-        kafka = {"kafka_port", "controller_port"}
-        ports = self.named_ports()
-        return [port for name, port in ports.items() if (name in kafka) == (service == "kafka")]
+        """The ports of `service` ("kafka", "seaweedfs", "redis" or "postgres")."""
+        owners = {"kafka_port": "kafka", "controller_port": "kafka", "redis_port": "redis", "postgres_port": "postgres"}
+        return [port for name, port in self.named_ports().items() if owners.get(name, "seaweedfs") == service]
 
 
 def default_data_dir() -> Path:
@@ -128,6 +130,17 @@ def _pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def _postgres_bin_dir() -> Path:
+    """Debian keeps the server's programs out of PATH, under /usr/lib/postgresql/<version>/bin."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3]))
+    on_path = shutil.which("postgres")
+    if found:
+        return found[-1].parent
+    if on_path:
+        return Path(on_path).parent
+    raise StackError("PostgreSQL is needed for a shared Dagster instance (Celery): install it (apt-get install postgresql)")
 
 
 def _wait_for(what: str, ready: callable, timeout_s: float, log_file: Path) -> None:  # type: ignore[valid-type]
@@ -209,15 +222,18 @@ class LocalStack:
         self.data_dir = config.data_dir
 
     # -- credentials -----------------------------------------------------------------------------
-    @property
-    def secret_access_key(self) -> str:
+    def _secret(self, name: str) -> str:
         """Generated once per data folder, so no secret is ever written into the repository."""
-        path = self.data_dir / "s3-secret"
+        path = self.data_dir / name
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             path.write_text(secrets.token_urlsafe(24))
             path.chmod(0o600)
         return path.read_text().strip()
+
+    @property
+    def secret_access_key(self) -> str:
+        return self._secret("s3-secret")
 
     def env(self) -> dict[str, str]:
         """The environment a pipeline process needs to talk to this stack."""
@@ -257,7 +273,7 @@ class LocalStack:
         pid = int(path.read_text().strip() or 0)
         return pid if pid and _pid_alive(pid) else None
 
-    def _spawn(self, name: str, args: list[str], cwd: Path) -> Path:
+    def _spawn(self, name: str, args: list[str], cwd: Path, user: str | None = None) -> Path:
         busy = [port for port in self.config.service_ports(name) if not _port_bindable(port)]
         if busy:
             low, high = _ephemeral_port_range()
@@ -276,6 +292,7 @@ class LocalStack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                user=user,
             )
         self._pid_file(name).write_text(str(process.pid))
         return log_file
@@ -422,6 +439,103 @@ class LocalStack:
         nodes = [node for center in topology["DataCenters"] for rack in center["Racks"] for node in rack["DataNodes"]]
         return sum(node["Volumes"] for node in nodes) >= on_disk
 
+    # -- Celery broker and shared Dagster instance ----------------------------------------------
+    @property
+    def postgres_password(self) -> str:
+        return self._secret("postgres-secret")
+
+    def celery_env(self, database: str = POSTGRES_USER) -> dict[str, str]:
+        """The environment of a pipeline whose steps run on Celery workers, with its instance in
+        `database` on this stack's PostgreSQL (see lineage_dagster/deploy/dagster-postgres.yaml)."""
+        c = self.config
+        return {
+            "CHECKPOINT_EXECUTOR": "celery",
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:{c.redis_port}/0",
+            "DAGSTER_POSTGRES_URL": (
+                f"postgresql+psycopg2://{POSTGRES_USER}:{self.postgres_password}@127.0.0.1:{c.postgres_port}/{database}"
+            ),
+        }
+
+    def create_database(self, name: str) -> None:
+        """A database of its own for one Dagster instance (a test's, say)."""
+        result = subprocess.run(
+            [
+                str(_postgres_bin_dir() / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.config.postgres_port),
+                "-U",
+                POSTGRES_USER,
+                name,
+            ],
+            env={**os.environ, "PGPASSWORD": self.postgres_password},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0 and "already exists" not in result.stderr:
+            raise StackError(f"cannot create database {name!r}: {result.stderr.strip()}")
+
+    def start_redis(self) -> None:
+        if self.running_pid("redis") and _port_open(self.config.redis_port):
+            return
+        server = shutil.which("redis-server")
+        if server is None:
+            raise StackError("Redis is needed as the Celery broker: install it (apt-get install redis-server)")
+        home = self.data_dir / "redis"
+        home.mkdir(parents=True, exist_ok=True)
+        port = self.config.redis_port
+        # A broker for tests and local runs: in memory, no snapshots.
+        args = [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(home)]
+        log_file = self._spawn("redis", args, home)
+        _wait_for(f"Redis on 127.0.0.1:{port}", lambda: _port_open(port), 30, log_file)
+
+    def start_postgres(self) -> None:
+        """A PostgreSQL server of this stack's own, run as an unprivileged user: the `postgres`
+        account Debian's package creates when this runs as root (the server refuses root)."""
+        if self.running_pid("postgres") and _port_open(self.config.postgres_port):
+            return
+        bin_dir = _postgres_bin_dir()
+        home = self.data_dir / "postgres"
+        data = home / "data"
+        user = "postgres" if os.geteuid() == 0 else None
+        home.mkdir(parents=True, exist_ok=True)
+        if user is not None:
+            shutil.chown(home, user)
+        if not (data / "PG_VERSION").exists():
+            password_file = home / "password"
+            password_file.write_text(self.postgres_password + "\n")
+            password_file.chmod(0o600)
+            if user is not None:
+                shutil.chown(password_file, user)
+            result = subprocess.run(
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    POSTGRES_USER,
+                    "--auth=scram-sha-256",
+                    f"--pwfile={password_file}",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                user=user,
+                cwd=home,
+            )
+            password_file.unlink()
+            if result.returncode != 0:
+                raise StackError(
+                    f"initdb failed (is {home} reachable by the {user or 'current'} user?):\n{result.stderr[-2000:]}"
+                )
+        port = self.config.postgres_port
+        args = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-c", "listen_addresses=127.0.0.1"]
+        log_file = self._spawn("postgres", [*args, "-c", f"unix_socket_directories={home}"], home, user=user)
+        _wait_for(f"PostgreSQL on 127.0.0.1:{port}", lambda: _port_open(port), 60, log_file)
+        self.create_database(POSTGRES_USER)
+
     # -- topic and bucket ------------------------------------------------------------------------
     def create_bucket(self, bucket: str) -> None:
         client = self.s3_client()
@@ -470,10 +584,11 @@ class LocalStack:
 
     def stop(self, name: str) -> None:
         # SeaweedFS drains for ~15 s on SIGTERM; killing it loses nothing the kernel has not got.
-        timeout_s = 15.0 if name == "kafka" else 2.0
+        # PostgreSQL waits for its clients on SIGTERM; SIGINT is its fast shutdown.
+        timeout_s = {"kafka": 15.0, "postgres": 15.0}.get(name, 2.0)
         pid = self.running_pid(name)
         if pid is not None:
-            os.killpg(pid, signal.SIGTERM)
+            os.killpg(pid, signal.SIGINT if name == "postgres" else signal.SIGTERM)
             deadline = time.monotonic() + timeout_s
             while _pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -486,11 +601,16 @@ class LocalStack:
             time.sleep(0.1)
 
     def down(self) -> None:
-        for name in ("seaweedfs", "kafka"):
+        for name in ("postgres", "redis", "seaweedfs", "kafka"):
             self.stop(name)
 
     def status(self) -> dict[str, bool]:
-        return {
-            "kafka": bool(self.running_pid("kafka")) and _port_open(self.config.kafka_port),
-            "seaweedfs": bool(self.running_pid("seaweedfs")) and _port_open(self.config.s3_port),
+        """Kafka and S3, and Redis and PostgreSQL where this stack started them."""
+        listening = {
+            "kafka": self.config.kafka_port,
+            "seaweedfs": self.config.s3_port,
+            "redis": self.config.redis_port,
+            "postgres": self.config.postgres_port,
         }
+        status = {name: bool(self.running_pid(name)) and _port_open(port) for name, port in listening.items()}
+        return {name: up for name, up in status.items() if up or name in ("kafka", "seaweedfs")}

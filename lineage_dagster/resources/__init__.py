@@ -43,8 +43,6 @@ def build_resources(settings: Settings) -> dict[str, object]:
             max_records_per_checkpoint=settings.max_records_per_checkpoint,
             max_record_bytes=settings.max_record_bytes,
             subtask_buffer_bytes=settings.subtask_buffer_bytes,
-            subtask_workers=settings.subtask_workers,
-            subtask_worker_socket=str(settings.subtask_worker_socket) if settings.subtask_worker_socket else None,
             allow_offset_loss=settings.allow_offset_loss,
         ),
     }

@@ -5,20 +5,17 @@ from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 
 from lineage_dagster.clients.s3 import S3ObjectStore
-from lineage_dagster.ingest.collector import build_long_lived
 from lineage_dagster.ledger.paths import S3Location
-from lineage_dagster.settings import S3Settings
 
 
 @cache
 def _client_for(config: tuple) -> Any:
-    return build_long_lived(S3Resource(**dict(config)).get_client)
+    return S3Resource(**dict(config)).get_client()
 
 
 def _client(s3: S3Resource) -> Any:
-    """One boto3 client per S3 configuration per process: creating one costs ~0.1 CPU-s (0.3 with
-    the full collection it set off before it was built long-lived), and every step of a checkpoint
-    needs one. boto3 clients are thread-safe."""
+    """One boto3 client per S3 configuration per process: creating one costs ~0.1 CPU-s, and every
+    step of a checkpoint needs one. boto3 clients are thread-safe."""
     return _client_for(tuple(sorted((k, v) for k, v in s3.model_dump().items() if v is not None)))
 
 
@@ -32,11 +29,6 @@ class LakeResource(ConfigurableResource):
     max_records_per_checkpoint: int = 1_000_000
     max_record_bytes: int = 1_048_576
     subtask_buffer_bytes: int = 67_108_864
-    # Subtasks an in-process run hands to the worker service, or else writes in forked worker
-    # processes, at once; 0: neither, the run's process writes them one after another.
-    subtask_workers: int = 0
-    # The Unix socket of a `lineage workers` service that writes the subtasks instead (settings.py).
-    subtask_worker_socket: str | None = None
     allow_offset_loss: bool = False
 
     @property
@@ -50,15 +42,6 @@ class LakeResource(ConfigurableResource):
     @property
     def dropped(self) -> S3Location:
         return S3Location.parse(self.dropped_path)
-
-    def s3_settings(self) -> S3Settings:
-        """The S3 endpoint, region and keys, for a worker service building its own client."""
-        return S3Settings(
-            endpoint_url=self.s3.endpoint_url,
-            access_key_id=self.s3.aws_access_key_id,
-            secret_access_key=self.s3.aws_secret_access_key,
-            region=self.s3.region_name or "us-east-1",
-        )
 
     def store(self) -> S3ObjectStore:
         return S3ObjectStore(_client(self.s3))

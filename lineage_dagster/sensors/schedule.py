@@ -1,6 +1,7 @@
 """When checkpoints run: every minute by the schedule, earlier by the catch-up sensor when a large
 backlog waits; never two checkpoints in flight."""
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from dagster import (
@@ -9,6 +10,7 @@ from dagster import (
     DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
+    ExecutorDefinition,
     RunRequest,
     RunsFilter,
     ScheduleEvaluationContext,
@@ -38,12 +40,15 @@ IN_FLIGHT = [
 ]
 
 
-def build_checkpoint_job():  # noqa: ANN201 - an unresolved asset job
+def build_checkpoint_job(  # noqa: ANN201 - an unresolved asset job
+    executor_def: ExecutorDefinition = in_process_executor, tags: Mapping[str, str] | None = None
+):
+    """The checkpoint job on `executor_def`; `tags` go on every run (the settings it was launched with)."""
     return define_asset_job(
         CHECKPOINT_JOB_NAME,
         selection=AssetSelection.assets(*CHECKPOINT_ASSET_KEYS),
-        executor_def=in_process_executor,
-        tags=SINGLE_FLIGHT_TAG,
+        executor_def=executor_def,
+        tags={**SINGLE_FLIGHT_TAG, **(tags or {})},
         description="One checkpoint: plan, write Parquet per subtask, write the commit log and commit.",
     )
 

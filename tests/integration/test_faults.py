@@ -1,7 +1,6 @@
 """Exactly-once under faults, against the real Kafka, S3 and Dagster: kill -9 at every step
 boundary, a zombie racing its retry, S3 and Kafka outages, a wiped Dagster instance, retention."""
 
-import re
 import shutil
 import subprocess
 
@@ -9,7 +8,6 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from lineage_dagster.assets.checkpoint import MIN_RECORDS_PER_WORKER
 from lineage_dagster.ledger.paths import plan_key, subtask_log_key
 from lineage_dagster.ledger.protocol import checkpoint_ids, read_marker, read_plan
 from lineage_dagster.ledger.verify import verify_ledger
@@ -57,26 +55,6 @@ def test_kill_9_at_each_step_boundary_then_next_run_converges(lake, dagster_home
     assert first.record_count == 3000, "checkpoint 1 kept its plan across the crash"
     assert read_marker(lake.store, log, 2).record_count == 1000
     assert_exactly_once(lake, 4000)
-
-
-def test_workers_and_the_run_process_write_the_same_objects(lake, dagster_home):
-    """Subtask workers are an execution detail: a retry without them rewrites identical bytes."""
-    records = MIN_RECORDS_PER_WORKER * lake.settings.parallelism  # fewer are written without workers
-    lake.produce(records)
-    crashed = run_checkpoint_cli(lake, dagster_home, LINEAGE_FAULT="after_data:kill")
-    assert crashed.returncode == KILLED, crashed.stderr[-2000:]
-    output = crashed.stdout + crashed.stderr
-    assert len(re.findall(r"subtask=\d wrote \d+ records .* in worker process \d+", output)) == 2, output[-3000:]
-    by_workers = data_objects(lake)
-    assert len(by_workers) == lake.settings.parallelism
-    for bucket, key in by_workers:
-        lake.store.client.delete_object(Bucket=bucket, Key=key)
-
-    retried = succeed(lake, dagster_home, SUBTASK_WORKERS="0")
-    output = retried.stdout + retried.stderr
-    assert "without worker processes: SUBTASK_WORKERS=0" in output and not re.search(r"in worker process \d", output)
-    assert {(bucket, key): lake.store.get(bucket, key) for bucket, key in by_workers} == by_workers
-    assert_exactly_once(lake, records)
 
 
 def test_zombie_racing_its_retry_commits_nothing(lake, dagster_home, tmp_path):

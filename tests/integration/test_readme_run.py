@@ -1,6 +1,6 @@
 """The README's run command on a fresh clone, as a new user starts it: Parquet and commit-log files
-(written by the worker service it starts) are in S3 within three minutes (venv set-up included;
-downloads come from the user caches), even from a shell that has other AWS credentials set."""
+are in S3 within three minutes (venv set-up included; downloads come from the user caches), even
+from a shell that has other AWS credentials set."""
 
 import os
 import re
@@ -84,5 +84,4 @@ def test_readme_run_command_lands_files_within_three_minutes(tmp_path):
     output = (tmp_path / "run.log").read_text()
     assert found.get("parquet") and found.get("csv"), output[-3000:]
     assert elapsed < 180
-    assert re.search(r"worker \d+: writing checkpoint_id=1 subtask=0", output), "the worker service wrote the subtasks"
     print(f"README run command: first Parquet and commit-log files after {elapsed:.0f}s")

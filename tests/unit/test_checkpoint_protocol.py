@@ -1,15 +1,12 @@
 """The whole plan -> write -> log -> commit protocol on in-memory fakes, including retries."""
 
-import gc
 import io
 import random
 from datetime import UTC, datetime
 
-import numpy as np
 import polars as pl
 import pytest
 
-from lineage_dagster.clients.kafka import RecordBatch
 from lineage_dagster.ingest.subtask import write_subtask_files
 from lineage_dagster.ledger.commit_log import CSV_COLUMNS, parse_csv
 from lineage_dagster.ledger.paths import S3Location, marker_key, subtask_log_key
@@ -23,7 +20,7 @@ from lineage_dagster.ledger.protocol import (
 )
 from lineage_dagster.ledger.store import InMemoryObjectStore
 from lineage_dagster.ledger.verify import parquet_row_count, verify_ledger
-from tests.fakes import InMemoryTopic
+from tests.fakes import InMemoryTopic, records_at
 
 OUTPUT = S3Location.parse("s3://flink-data/output")
 DROPPED = S3Location.parse("s3://flink-data/dropped")
@@ -112,20 +109,15 @@ class ShuffledTopic:
 
     def read_ranges(self, ranges):
         records = [
-            (int(p), int(o), v, m)
+            ((int(p), int(o)), v)
             for batch in self.topic.read_ranges(ranges)
-            for p, o, v, m in zip(batch.partitions, batch.offsets, batch.values, batch.messages, strict=True)
+            for p, o, v in zip(batch.partitions, batch.offsets, batch.values, strict=True)
         ]
         self.rng.shuffle(records)
         while records:
             size = self.rng.randint(1, 40)
             chunk, records = records[:size], records[size:]
-            yield RecordBatch(
-                partitions=np.array([r[0] for r in chunk], dtype=np.int32),
-                offsets=np.array([r[1] for r in chunk], dtype=np.int64),
-                values=[r[2] for r in chunk],
-                messages=[r[3] for r in chunk],
-            )
+            yield records_at([r[0] for r in chunk], [r[1] for r in chunk])
 
 
 def written_objects(plan: CheckpointPlan, source) -> dict[str, bytes]:
@@ -229,31 +221,6 @@ def test_deep_verify_finds_a_duplicated_and_a_missing_record():
         "partition 0: committed ranges hold 10 offsets, the files hold 10 rows, 9 distinct" in v for v in report.violations
     )
     assert any("partition 0: 1 offsets appear more than once, e.g. [3]" in v for v in report.violations)
-
-
-def test_garbage_collection_is_paused_while_reading_and_restored_after():
-    topic = InMemoryTopic(2)
-    topic.fill(10)
-    plan = planner(topic, "run")(1, {})
-    seen = []
-
-    class Watching:
-        def read_ranges(self, ranges):
-            seen.append(gc.isenabled())
-            yield from topic.read_ranges(ranges)
-
-    assert gc.isenabled()
-    write_subtask(plan, 0, Watching(), InMemoryObjectStore())
-    assert seen == [False] and gc.isenabled()
-    with pytest.raises(RuntimeError):
-        write_subtask(plan, 0, Failing(), InMemoryObjectStore())
-    assert gc.isenabled()
-
-
-class Failing:
-    def read_ranges(self, ranges):
-        raise RuntimeError("broker gone")
-        yield
 
 
 def test_nothing_new_plans_nothing_and_leaves_no_trace():

@@ -1,5 +1,6 @@
 """The code location loads, has the documented shape, and the schedule keeps one run in flight."""
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -77,47 +78,44 @@ def test_catch_up_sensor_skips_while_a_checkpoint_run_is_in_flight():
     assert "r-in-flight" in result.skip_message
 
 
-def test_a_run_process_skips_the_cyclic_collection_at_exit(tmp_path):
-    # The first handler registered runs last: it sees whether the run's handler froze the objects.
-    script = tmp_path / "run_process.py"
-    script.write_text(
-        "import atexit, gc\n"
-        "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
-        "from lineage_dagster.ingest.collector import skip_cyclic_gc_at_exit\n"
-        "handlers = atexit._ncallbacks()\n"
-        "skip_cyclic_gc_at_exit()\n"
-        "skip_cyclic_gc_at_exit()\n"
-        "print('frozen during the run:', gc.get_freeze_count() > 0, 'new handlers:', atexit._ncallbacks() - handlers)\n"
-    )
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60)
-    assert result.stdout.splitlines() == ["frozen during the run: False new handlers: 1", "frozen at exit: True"]
-
-
 @pytest.mark.parametrize(
-    ("setup", "build"),
+    ("executor", "io_manager"),
     [
-        ("from lineage_dagster.assets.checkpoint import _subtask_module", "_subtask_module()"),
-        (
-            "from lineage_dagster.resources.lake import _client_for\n"
-            "config = (('endpoint_url', 'http://127.0.0.1:1'), ('region_name', 'us-east-1'))",
-            "_client_for(config)",
-        ),
+        ("in_process", "StepOutputFiles"),
+        ("multiprocess", "StepOutputFiles"),
+        ("celery", "S3PickleIOManager"),
+        ("k8s", "S3PickleIOManager"),
     ],
-    ids=["parquet modules", "s3 client"],
 )
-def test_long_lived_objects_are_built_once_without_a_full_collection_and_stay_frozen(tmp_path, setup, build):
-    script = tmp_path / "first_step.py"
+def test_the_executor_is_one_setting(tmp_path, executor, io_manager):
+    # A fresh process: the code location reads its settings once, at import.
+    script = tmp_path / "load.py"
     script.write_text(
-        "import gc\n"
-        f"{setup}\n"
-        "full = []\n"
-        "gc.callbacks.append(lambda phase, info: phase == 'stop' and info['generation'] == 2 and full.append(info))\n"
-        f"built = {build}\n"
-        f"assert {build} is built\n"
-        "print('full collections:', len(full), 'frozen:', gc.get_freeze_count() > 0, 'collector on:', gc.isenabled())\n"
+        "from dagster import DagsterInstance, IOManagerDefinition, build_init_resource_context\n"
+        "from lineage_dagster.definitions import defs\n"
+        "job = defs.resolve_job_def('checkpoint_job')\n"
+        "manager = defs.resources['io_manager']\n"
+        "if isinstance(manager, IOManagerDefinition):\n"
+        "    manager = manager.resource_fn(build_init_resource_context(instance=DagsterInstance.ephemeral()))\n"
+        "print(job.executor_def.name, type(manager).__name__, job.tags['lineage/KAFKA_TOPIC'], job.tags['lineage/PARALLELISM'])\n"
     )
-    result = subprocess.run([sys.executable, "-W", "ignore", str(script)], capture_output=True, text=True, check=True, timeout=60)
-    assert result.stdout.strip() == "full collections: 0 frozen: True collector on: True"
+    env = {**os.environ, "CHECKPOINT_EXECUTOR": executor, "CELERY_BROKER_URL": "redis://127.0.0.1:1/0", "PARALLELISM": "3"}
+    result = subprocess.run([sys.executable, "-W", "ignore", str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == [executor, io_manager, "lineage-input", "3"]
+
+
+def test_a_celery_worker_refuses_to_start_without_the_code_locations_executor():
+    env = {k: v for k, v in os.environ.items() if k not in {"CHECKPOINT_EXECUTOR", "CELERY_BROKER_URL"}}
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", "import lineage_dagster.celery_app"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "a Celery worker needs CHECKPOINT_EXECUTOR=celery and CELERY_BROKER_URL" in result.stderr
 
 
 def test_loading_the_code_location_leaves_the_record_path_modules_unloaded(tmp_path):

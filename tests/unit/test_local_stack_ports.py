@@ -29,11 +29,12 @@ def stack_ports(offset: int) -> list[int]:
 
 def test_every_port_moves_with_the_offset_and_seaweedfs_grpc_ports_sit_beside_their_http_ports():
     config = StackConfig(data_dir=Path("unused"))
-    assert len(set(config.named_ports().values())) == 10
+    assert len(set(config.named_ports().values())) == 12
     assert config.s3_grpc_port == config.s3_port + 1 and config.weed_filer_grpc_port == config.weed_filer_port + 1
     assert stack_ports(20000) == [port + 20000 for port in stack_ports(0)]
     assert config.service_ports("kafka") == [9092, 9093]
     assert sorted(config.service_ports("seaweedfs")) == [8333, 8334, 9333, 9334, 9340, 9341, 9388, 9389]
+    assert config.service_ports("redis") == [6379] and config.service_ports("postgres") == [5432]
 
 
 def test_the_suites_stacks_share_no_port_with_each_other_or_compose_and_stay_below_the_ephemeral_range():

@@ -1,4 +1,3 @@
-import os
 from datetime import UTC, datetime
 
 import pytest
@@ -47,12 +46,20 @@ def test_defaults_are_the_seeds():
     assert str(settings.commit_log) == "s3://flink-data/write-ahead-commit-log"
     assert str(settings.dropped) == "s3://flink-data/dropped"
     assert settings.parallelism == 2
-    assert settings.subtask_workers == (os.cpu_count() or 1)
-    assert load_settings({"SUBTASK_WORKERS": "0"}).subtask_workers == 0  # off: no worker processes
-    assert settings.subtask_worker_socket is None  # runs fork their own workers
-    assert str(load_settings({"SUBTASK_WORKER_SOCKET": "/run/lineage/workers.sock"}).subtask_worker_socket) == (
-        "/run/lineage/workers.sock"
+    assert settings.execution.executor == "in_process"
+
+
+def test_celery_results_go_through_the_broker_unless_a_backend_is_named():
+    broker = {"CHECKPOINT_EXECUTOR": "celery", "CELERY_BROKER_URL": "redis://redis:6379/0"}
+    execution = load_settings(broker).execution
+    assert (execution.executor, execution.celery_broker_url, execution.celery_backend_url) == (
+        "celery",
+        "redis://redis:6379/0",
+        None,
     )
+    named = load_settings({**broker, "CELERY_BACKEND_URL": "redis://redis:6379/1"}).execution
+    assert named.celery_backend_url == "redis://redis:6379/1"
+    assert execution.celery_visibility_timeout_s == 600
 
 
 @pytest.mark.parametrize(
@@ -64,9 +71,9 @@ def test_defaults_are_the_seeds():
         ({"WRITE_AHEAD_COMMIT_LOG_PATH": "s3://x"}, "WRITE_AHEAD_COMMIT_LOG_PATH"),
         ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL"),
         ({"MAX_RECORDS_PER_CHECKPOINT": "-5"}, "MAX_RECORDS_PER_CHECKPOINT"),
-        ({"SUBTASK_WORKERS": "-1"}, "SUBTASK_WORKERS=-1 must be between 0 and 256"),
-        ({"SUBTASK_WORKER_SOCKET": "workers.sock"}, "SUBTASK_WORKER_SOCKET='workers.sock' must be an absolute path"),
-        ({"SUBTASK_WORKER_SOCKET": "/" + "x" * 120}, "SUBTASK_WORKER_SOCKET=.* is longer than a Unix socket path"),
+        ({"CHECKPOINT_EXECUTOR": "local"}, "CHECKPOINT_EXECUTOR='local' must be one of in_process, multiprocess, celery, k8s"),
+        ({"CHECKPOINT_EXECUTOR": "celery"}, "CHECKPOINT_EXECUTOR=celery needs CELERY_BROKER_URL"),
+        ({"CELERY_VISIBILITY_TIMEOUT_S": "1"}, "CELERY_VISIBILITY_TIMEOUT_S=1 must be between 5 and 86400"),
         ({"OUTPUT_PATH": "s3://bk1/lake", "WRITE_AHEAD_COMMIT_LOG_PATH": "s3://bk1/lake/log"}, "WRITE_AHEAD_COMMIT_LOG_PATH"),
     ],
 )
@@ -76,7 +83,15 @@ def test_invalid_settings_name_the_variable(env, named):
 
 
 def test_secrets_stay_out_of_repr():
-    settings = load_settings({"AWS_SECRET_ACCESS_KEY": "s3cr3t-value", "KAFKA_SASL_PASSWORD": "pw-value"})
+    settings = load_settings(
+        {
+            "AWS_SECRET_ACCESS_KEY": "s3cr3t-value",
+            "KAFKA_SASL_PASSWORD": "pw-value",
+            "CHECKPOINT_EXECUTOR": "celery",
+            "CELERY_BROKER_URL": "redis://:broker-pw@redis:6379/0",
+        }
+    )
+    assert "broker-pw" not in repr(settings)
     assert "s3cr3t-value" not in repr(settings)
     assert "pw-value" not in repr(settings)
     assert settings.kafka_security.client_config()["sasl.password"] == "pw-value"

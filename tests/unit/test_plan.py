@@ -8,7 +8,9 @@ from lineage_dagster.ledger.plan import (
     CheckpointPlan,
     OffsetsLostError,
     PartitionRange,
+    SettingsMismatchError,
     backlog,
+    check_settings,
     plan_checkpoint,
     share_records,
     subtask_of_partition,
@@ -117,3 +119,37 @@ def test_backlog_counts_records_past_committed_ends():
     assert backlog({}, watermarks) == 100 + 50 + 10  # never committed: from the earliest offset
     assert backlog({0: 60, 1: 90, 2: 10}, watermarks) == 40
     assert backlog({0: 100, 1: 10, 2: 10}, watermarks) == 50  # deleted offsets are not waiting
+
+
+def test_a_plan_fixes_where_its_files_go_and_a_step_configured_otherwise_is_refused():
+    plan = dataclasses.replace(
+        make_plan({}, {0: (0, 5)}),
+        output_path="s3://b/out",
+        dropped_path="s3://b/dropped",
+        commit_log_path="s3://b/log",
+    )
+    stored = CheckpointPlan.from_json(plan.to_json())
+    assert stored == plan
+    here = {
+        "KAFKA_TOPIC": "t",
+        "PARALLELISM": "2",
+        "OUTPUT_PATH": "s3://b/out",
+        "DROPPED_PATH": "s3://b/dropped",
+        "WRITE_AHEAD_COMMIT_LOG_PATH": "s3://b/log",
+    }
+    check_settings(here, stored.planned_with(), context="checkpoint_id=1", source="when it was planned")
+    elsewhere = {**here, "OUTPUT_PATH": "s3://b/other", "PARALLELISM": "4"}
+    with pytest.raises(SettingsMismatchError) as refused:
+        check_settings(elsewhere, stored.planned_with(), context="checkpoint_id=1", source="when it was planned")
+    assert str(refused.value).startswith(
+        "checkpoint_id=1: PARALLELISM='4' here but '2' when it was planned; "
+        "OUTPUT_PATH='s3://b/other' here but 's3://b/out' when it was planned. Nothing was written."
+    )
+
+
+def test_plans_stored_before_their_paths_were_recorded_check_topic_and_parallelism_only():
+    body = json.loads(make_plan({}, {0: (0, 5)}).to_json())
+    for name in ("output_path", "dropped_path", "commit_log_path"):
+        del body[name]
+    old = CheckpointPlan.from_json(json.dumps(body).encode())
+    assert old.planned_with() == {"KAFKA_TOPIC": "t", "PARALLELISM": "2"}

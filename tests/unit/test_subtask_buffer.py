@@ -6,10 +6,8 @@ import io
 import itertools
 import random
 
-import numpy as np
 import polars as pl
 
-from lineage_dagster.clients.kafka import RecordBatch
 from lineage_dagster.ingest import subtask
 from lineage_dagster.ingest.avro import encode_event
 from lineage_dagster.ingest.subtask import _SubtaskWriter, row_group_rows
@@ -18,7 +16,7 @@ from lineage_dagster.ledger.plan import CheckpointPlan
 from lineage_dagster.ledger.protocol import commit_checkpoint
 from lineage_dagster.ledger.store import InMemoryObjectStore
 from lineage_dagster.ledger.verify import verify_ledger
-from tests.fakes import FakeMessage, InMemoryTopic
+from tests.fakes import InMemoryTopic, records_at
 from tests.unit.test_checkpoint_protocol import DROPPED, LOG, OUTPUT, planner, write_subtask, written_objects
 
 JUNK = b"\xff" * 300  # undecodable: goes to the dead-letter area with its raw bytes
@@ -42,12 +40,7 @@ class InterleavedTopic:
                 chunk.append((partition, queues[partition].pop(0)))
                 if not queues[partition]:
                     del queues[partition]
-            yield RecordBatch(
-                partitions=np.array([p for p, _ in chunk], dtype=np.int32),
-                offsets=np.array([o for _, o in chunk], dtype=np.int64),
-                values=[self.topic.values[p][o] for p, o in chunk],
-                messages=[FakeMessage(p, o) for p, o in chunk],
-            )
+            yield records_at(chunk, [self.topic.values[p][o] for p, o in chunk])
 
 
 def mixed_topic(partitions: int, records: int) -> InMemoryTopic:
