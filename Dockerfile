@@ -1,9 +1,10 @@
-# One image for the Dagster code location, webserver, daemon and the generator (docker-compose.yml).
+# One image for the Dagster code location, webserver, daemon, Celery workers and the generator
+# (docker-compose.yml), and for the code server, runs and step pods under Helm (deploy/helm/values.yaml).
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY lineage_dagster ./lineage_dagster
-RUN pip install --no-cache-dir . "dagster-postgres==0.29.27"
+RUN pip install --no-cache-dir ".[celery,k8s]"
 ENV DAGSTER_HOME=/opt/dagster/home
-COPY deploy/dagster-compose.yaml /opt/dagster/home/dagster.yaml
+COPY lineage_dagster/deploy/dagster-postgres.yaml /opt/dagster/home/dagster.yaml
 COPY deploy/workspace-compose.yaml /opt/dagster/workspace.yaml
