@@ -145,12 +145,15 @@ def test_celery_without_a_reachable_broker_fails_before_anything_is_written(lake
     assert lake.store.get(lake.settings.commit_log.bucket, plan_key(lake.settings.commit_log, 1)) is None
 
 
-@pytest.mark.parametrize("setting", ["KAFKA_TOPIC", "OUTPUT_PATH"])
+OTHER_SETTINGS = {"KAFKA_TOPIC": "{name}-other", "OUTPUT_PATH": "s3://flink-data/{name}/elsewhere", "PARALLELISM": "3"}
+
+
+@pytest.mark.parametrize("setting", sorted(OTHER_SETTINGS))
 def test_a_worker_configured_apart_from_the_code_location_writes_nothing(lake, celery_services, tmp_path, setting):
     lake.produce(2_000)
     env = celery_env(lake, lake.name)
-    other = {"KAFKA_TOPIC": f"{lake.name}-other", "OUTPUT_PATH": f"s3://flink-data/{lake.name}/elsewhere"}[setting]
-    # One worker only, so every step runs with its settings; the plan step is the code location's.
+    other = OTHER_SETTINGS[setting].format(name=lake.name)
+    # One worker only: it runs every step, the plan step included.
     with celery_workers({**env, setting: other}, tmp_path, count=1):
         result = execute(env, instance_home(tmp_path / "run-home"))
     output = result.stdout + result.stderr
@@ -158,6 +161,7 @@ def test_a_worker_configured_apart_from_the_code_location_writes_nothing(lake, c
     assert f"{setting}={other!r} here but" in output and "must share them" in output, output[-6000:]
     assert not lake.store.list_keys("flink-data", f"{lake.name}/output/")
     assert not lake.store.list_keys("flink-data", f"{lake.name}/elsewhere/")
+    assert not lake.store.list_keys("flink-data", f"{lake.name}/write-ahead-commit-log/chk-"), "not even a plan"
 
 
 def wait_for_file(path: Path, process: subprocess.Popen, timeout_s: float = 120) -> None:
