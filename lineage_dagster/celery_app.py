@@ -23,7 +23,7 @@ if _execution.executor != "celery" or _execution.celery_broker_url is None:
 app = make_app(
     CeleryExecutor.for_cli(
         broker=_execution.celery_broker_url,
-        backend=_execution.celery_backend_url or _execution.celery_broker_url,
+        backend=_execution.celery_results_url,
         config_source=celery_config_source(_execution),
     ).app_args()
 )

@@ -59,6 +59,10 @@ class ExecutionSettings:
     celery_backend_url: str | None = field(default=None, repr=False)  # None: results go through the broker
     celery_visibility_timeout_s: int = 600
 
+    @property
+    def celery_results_url(self) -> str | None:
+        return self.celery_backend_url or self.celery_broker_url
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -58,7 +58,7 @@ def test_celery_results_go_through_the_broker_unless_a_backend_is_named():
         None,
     )
     named = load_settings({**broker, "CELERY_BACKEND_URL": "redis://redis:6379/1"}).execution
-    assert named.celery_backend_url == "redis://redis:6379/1"
+    assert named.celery_results_url == "redis://redis:6379/1"
     assert execution.celery_visibility_timeout_s == 600
 
 
