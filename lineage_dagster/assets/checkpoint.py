@@ -2,8 +2,9 @@
 
 One run is one checkpoint. The three assets are one graph (they only make sense together): a plan
 step, one step per subtask and the commit step, which also evaluates the asset checks. A run with no
-new records ends after the plan step. Each asset is partitioned by hour, mirroring the S3 hour
-folders; the run's partition is the checkpoint's processing hour.
+new records ends after the plan step. The assets are partitioned by the hours the pipeline ran in
+(dynamic partitions the schedule adds as it launches runs), mirroring the S3 hour folders; a run's
+partition is the hour its checkpoint lands in, and a run for any other hour is refused.
 
 Steps hand each other the plan and file lists as plain op outputs, not asset inputs, so a run
 without a partition (`dagster job execute`) works and a re-execution reuses its parent's plan.
@@ -12,17 +13,19 @@ without a partition (`dagster job execute`) works and a re-execution reuses its 
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import NoReturn
 
 from dagster import (
     AssetIn,
     AssetKey,
     AssetOut,
+    AssetsDefinition,
     DagsterInstance,
-    HourlyPartitionsDefinition,
+    DynamicPartitionsDefinition,
+    Failure,
     In,
     MetadataValue,
     Nothing,
-    ObserveResult,
     OpExecutionContext,
     Out,
     Output,
@@ -30,20 +33,28 @@ from dagster import (
     TableRecord,
     TableSchema,
     graph_multi_asset,
-    observable_source_asset,
     op,
 )
 
 from lineage_dagster import faults
 from lineage_dagster.assets.checks import CHECKS, check_output_name, evaluate_invariants, invariant_check_specs
 from lineage_dagster.ledger.commit_log import SubtaskFiles
-from lineage_dagster.ledger.paths import S3Location, hour_start
-from lineage_dagster.ledger.plan import CheckpointPlan, check_settings, plan_checkpoint
+from lineage_dagster.ledger.paths import S3Location, hour_start, parse_hour_key
+from lineage_dagster.ledger.plan import (
+    CheckpointPlan,
+    WrongHourError,
+    check_new_plan_hour,
+    check_pending_plan_hour,
+    check_settings,
+    plan_checkpoint,
+)
 from lineage_dagster.ledger.protocol import commit_checkpoint, fence, resolve_plan
 from lineage_dagster.resources.kafka import KafkaResource
 from lineage_dagster.resources.lake import LakeResource
 
-HOURLY = HourlyPartitionsDefinition(start_date="2024-01-01-00:00", end_offset=1)
+# Keys are hours, `2026-12-07-03:00`: only the hours checkpoints were launched in, not every hour
+# since some date (docs/design.md says why).
+CHECKPOINT_HOURS = DynamicPartitionsDefinition(name="checkpoint_hours")
 SOURCE_KEY = AssetKey("lineage_input")
 COMMIT_LOG_KEY = AssetKey("write_ahead_commit_log")
 CHECKPOINT_ASSET_KEYS = (AssetKey("checkpoint_plan"), AssetKey("enriched_events"), COMMIT_LOG_KEY)
@@ -87,10 +98,25 @@ def last_committed_hint(instance: DagsterInstance, commit_log: S3Location, topic
     return int(metadata["checkpoint_id"].value)  # type: ignore[arg-type]
 
 
-def _run_hour(context: OpExecutionContext) -> datetime:
-    if context.has_partition_key:
-        return HOURLY.time_window_for_partition_key(context.partition_key).start.astimezone(UTC)
-    return hour_start(datetime.now(UTC))
+def _partition_hour(context: OpExecutionContext) -> datetime | None:
+    """The hour of the run's partition; None for a run without one (`dagster job execute`)."""
+    if not context.has_partition_key:
+        return None
+    try:
+        return parse_hour_key(context.partition_key)
+    except ValueError:
+        _refuse(context, f"refused: partition {context.partition_key!r} is not an hour like 2026-12-07-03:00; nothing written")
+
+
+def _launched_at(context: OpExecutionContext) -> datetime:
+    record = context.instance.get_run_record_by_id(context.run_id)
+    return record.create_timestamp if record else datetime.now(UTC)
+
+
+def _refuse(context: OpExecutionContext, reason: str) -> NoReturn:
+    """Fail the run with `reason`; retrying it would be refused the same way, so it is not retried."""
+    context.instance.add_run_tags(context.run_id, {"dagster/retry_on_asset_or_op_failure": "false"})
+    raise Failure(description=reason, allow_retries=False) from None
 
 
 SETTING_TAG_PREFIX = "lineage/"
@@ -131,20 +157,6 @@ def _own_run_ids(context: OpExecutionContext) -> set[str]:
     return {run_id for run_id in (run.run_id, run.parent_run_id, run.root_run_id) if run_id}
 
 
-@observable_source_asset(key=SOURCE_KEY, description="The Kafka topic the pipeline reads (high watermarks).")
-def lineage_input(kafka: KafkaResource) -> ObserveResult:
-    watermarks = kafka.record_source().watermarks()
-    high = {str(p): h for p, (_, h) in watermarks.items()}
-    return ObserveResult(
-        metadata={
-            "topic": kafka.topic,
-            "partitions": len(watermarks),
-            "records_retained": sum(h - low for low, h in watermarks.values()),
-            "high_watermarks": MetadataValue.json(high),
-        }
-    )
-
-
 def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
     @op(
         name="plan_checkpoint",
@@ -160,13 +172,15 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
         store = lake.store()
         lake.check_buckets(store)
         source = kafka.record_source()
-        hour = _run_hour(context)
+        partition_hour = _partition_hour(context)
 
         def make_plan(checkpoint_id: int, committed_ends: dict[int, int]) -> CheckpointPlan:
+            if partition_hour is not None:
+                check_new_plan_hour(partition_hour, _launched_at(context))
             return plan_checkpoint(
                 checkpoint_id=checkpoint_id,
                 topic=kafka.topic,
-                hour=hour,
+                hour=partition_hour or hour_start(datetime.now(UTC)),
                 committed_ends=committed_ends,
                 watermarks=source.watermarks(),
                 max_records=lake.max_records_per_checkpoint,
@@ -182,7 +196,12 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
             )
 
         hint = last_committed_hint(context.instance, lake.commit_log, kafka.topic)
-        resolved = resolve_plan(store, lake.commit_log, hint, make_plan)
+        try:
+            resolved = resolve_plan(store, lake.commit_log, hint, make_plan)
+            if resolved.reused and partition_hour is not None:
+                check_pending_plan_hour(resolved.plan, partition_hour)
+        except WrongHourError as refusal:
+            _refuse(context, str(refusal))
         plan = resolved.plan
         if resolved.nothing_new:
             context.log.info(
@@ -192,11 +211,6 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
             return
         context.instance.add_run_tags(context.run_id, {CHECKPOINT_TAG: str(plan.checkpoint_id)})
         check_settings(here, plan.planned_with(), context=f"checkpoint_id={plan.checkpoint_id}", source="when it was planned")
-        if plan.hour != hour:
-            context.log.warning(
-                f"checkpoint_id={plan.checkpoint_id} was planned for hour {plan.hour:%Y-%m-%d %H}:00; its files go "
-                f"there, not to this run's partition {hour:%Y-%m-%d %H}:00"
-            )
         for skipped in plan.lost:
             context.log.warning(
                 f"checkpoint_id={plan.checkpoint_id} SKIPS offsets [{skipped.start}, {skipped.end}) of partition "
@@ -345,14 +359,14 @@ def commit_checkpoint_log(  # noqa: ANN201 - yields outputs
         yield result
 
 
-def build_checkpoint_assets(parallelism: int) -> list:
-    """The source asset and the checkpoint graph with `parallelism` subtask steps."""
+def build_checkpoint_graph(parallelism: int) -> AssetsDefinition:
+    """The checkpoint graph with `parallelism` subtask steps."""
     plan_op = _plan_op(parallelism)
     subtask_ops = [_subtask_op(k, parallelism) for k in range(parallelism)]
 
     @graph_multi_asset(
         name="checkpoint",
-        partitions_def=HOURLY,
+        partitions_def=CHECKPOINT_HOURS,
         check_specs=invariant_check_specs(COMMIT_LOG_KEY),
         ins={"lineage_input": AssetIn(key=SOURCE_KEY, dagster_type=Nothing)},
         outs={
@@ -379,4 +393,4 @@ def build_checkpoint_assets(parallelism: int) -> list:
         committed = commit_checkpoint_log(plan, [write(plan) for write in subtask_ops])
         return {"checkpoint_plan": plan_record, **committed._asdict()}
 
-    return [lineage_input, checkpoint]
+    return checkpoint

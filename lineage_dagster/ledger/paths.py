@@ -50,6 +50,22 @@ def hour_start(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+HOUR_KEY_FORMAT = "%Y-%m-%d-%H:00"
+
+
+def hour_key(hour: datetime) -> str:
+    """The hour as a Dagster partition key, `2026-12-07-03:00` (UTC)."""
+    return f"{hour_start(hour):{HOUR_KEY_FORMAT}}"
+
+
+def parse_hour_key(key: str) -> datetime:
+    """`2026-12-07-03:00` -> that hour in UTC; ValueError for anything else."""
+    hour = datetime.strptime(key, HOUR_KEY_FORMAT).replace(tzinfo=UTC)
+    if hour_key(hour) != key:
+        raise ValueError(f"{key!r} is not an hour key like 2026-12-07-03:00")
+    return hour
+
+
 def hour_folder(hour: datetime) -> str:
     """The seed's `DateTimeBucketAssigner` layout, in UTC."""
     hour = hour.astimezone(UTC)

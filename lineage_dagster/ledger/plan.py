@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+from lineage_dagster.ledger.paths import hour_key, hour_start
 
 
 class OffsetsLostError(RuntimeError):
@@ -121,6 +123,38 @@ def check_settings(here: Mapping[str, str], expected: Mapping[str, str], *, cont
             "it was planned with, and the code location and every process that runs its steps (Celery workers "
             "included) must share them"
         )
+
+
+class WrongHourError(RuntimeError):
+    """A run for one hour's partition would plan or finish a checkpoint of another hour; nothing was written."""
+
+
+# The schedule picks a run's hour a moment before Dagster creates the run: a run created in the
+# first minute of an hour may still be the previous hour's.
+LAUNCH_GRACE = timedelta(minutes=1)
+
+
+def check_new_plan_hour(partition_hour: datetime, launched_at: datetime) -> None:
+    """A new checkpoint lands in the hour its run was launched in: refuse a run for any other hour's
+    partition (a past or future one picked in the UI, a backfill) before it plans anything."""
+    if hour_start(launched_at - LAUNCH_GRACE) <= partition_hour <= hour_start(launched_at):
+        return
+    raise WrongHourError(
+        f"refused: this run is for partition {hour_key(partition_hour)} but was launched in hour "
+        f"{hour_key(launched_at)}; a checkpoint lands in the hour it is planned in, so only the current hour's "
+        "partition can plan one (to redo a failed checkpoint, re-execute its run). Nothing was written"
+    )
+
+
+def check_pending_plan_hour(plan: CheckpointPlan, partition_hour: datetime) -> None:
+    """A stored, uncommitted plan is finished first, by a run for its own hour's partition."""
+    if plan.hour == partition_hour:
+        return
+    raise WrongHourError(
+        f"refused: checkpoint {plan.checkpoint_id} was planned in hour {hour_key(plan.hour)} and is not committed "
+        f"yet; it must be finished first, by re-executing its run or by a run for partition {hour_key(plan.hour)} "
+        f"(the schedule launches one), not {hour_key(partition_hour)}. Nothing was written"
+    )
 
 
 def subtask_of_partition(partition: int, parallelism: int) -> int:

@@ -1,10 +1,12 @@
-"""When checkpoints run: every minute by the schedule, earlier by the catch-up sensor when a large
-backlog waits; never two checkpoints in flight."""
+"""When checkpoints run: every minute by the schedule while records wait, earlier by the catch-up
+sensor when a large backlog waits; never two checkpoints in flight. Each run is for the partition of
+the hour it lands in, which is added to the checkpoint assets' partitions as the run is requested."""
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from dagster import (
+    AssetCheckKey,
     AssetSelection,
     DagsterInstance,
     DagsterRunStatus,
@@ -22,7 +24,15 @@ from dagster import (
     sensor,
 )
 
-from lineage_dagster.assets.checkpoint import CHECKPOINT_ASSET_KEYS, CHECKPOINT_TAG, HOURLY, last_committed_hint
+from lineage_dagster.assets.checkpoint import (
+    CHECKPOINT_ASSET_KEYS,
+    CHECKPOINT_HOURS,
+    CHECKPOINT_TAG,
+    COMMIT_LOG_KEY,
+    last_committed_hint,
+)
+from lineage_dagster.assets.checks import CHECKS
+from lineage_dagster.ledger.paths import hour_key
 from lineage_dagster.ledger.plan import backlog
 from lineage_dagster.ledger.protocol import find_pending_plan
 from lineage_dagster.resources.kafka import KafkaResource
@@ -46,7 +56,9 @@ def build_checkpoint_job(  # noqa: ANN201 - an unresolved asset job
     """The checkpoint job on `executor_def`; `tags` go on every run (the settings it was launched with)."""
     return define_asset_job(
         CHECKPOINT_JOB_NAME,
-        selection=AssetSelection.assets(*CHECKPOINT_ASSET_KEYS),
+        # The invariant checks only: the freshness check is the health sensor's, not a step of every run.
+        selection=AssetSelection.assets(*CHECKPOINT_ASSET_KEYS).without_checks()
+        | AssetSelection.checks(*(AssetCheckKey(COMMIT_LOG_KEY, name) for name in CHECKS)),
         executor_def=executor_def,
         tags={**SINGLE_FLIGHT_TAG, **(tags or {})},
         description="One checkpoint: plan, write Parquet per subtask, write the commit log and commit.",
@@ -56,14 +68,14 @@ def build_checkpoint_job(  # noqa: ANN201 - an unresolved asset job
 def _next_checkpoint(
     instance: DagsterInstance, kafka: KafkaResource, lake: LakeResource, now: datetime, *, min_backlog: int = 0
 ) -> RunRequest | SkipReason:
-    """A run for the next checkpoint, unless one is in flight or, when catching up (`min_backlog`),
-    fewer records than that wait. An unfinished plan is finished under the hour it was planned in;
-    catching up leaves it to the run's retry or the schedule, so a retry never races a second run."""
+    """A run for the next checkpoint, unless one is in flight, no record waits or, when catching up
+    (`min_backlog`), fewer than that wait. An unfinished plan is finished first, under the hour it
+    was planned in; catching up leaves it to the run's retry or the schedule, so a retry never races
+    a second run."""
     in_flight = instance.get_run_records(RunsFilter(job_name=CHECKPOINT_JOB_NAME, statuses=IN_FLIGHT), limit=1)
     if in_flight:
         run = in_flight[0].dagster_run
         return SkipReason(f"run {run.run_id} (checkpoint {run.tags.get(CHECKPOINT_TAG, '?')}) is still in flight")
-    hour = now.astimezone(UTC)
     hint = last_committed_hint(instance, lake.commit_log, kafka.topic)
     previous, pending = find_pending_plan(lake.store(), lake.commit_log, hint)
     if pending is not None:
@@ -72,11 +84,17 @@ def _next_checkpoint(
                 f"checkpoint {pending.checkpoint_id} is planned but not committed; its retry or the schedule finishes it"
             )
         hour = pending.hour
-    elif min_backlog:
+    else:
         waiting = backlog(previous.end_offsets() if previous else {}, kafka.record_source().watermarks())
+        if not waiting:
+            return SkipReason(f"no new records in topic {kafka.topic!r}")
         if waiting < min_backlog:
             return SkipReason(f"{waiting} records wait in Kafka, fewer than {min_backlog}; the schedule takes them")
-    return RunRequest(partition_key=HOURLY.get_partition_key_for_timestamp(hour.timestamp()))
+        hour = now
+    partition = hour_key(hour)
+    if not instance.has_dynamic_partition(CHECKPOINT_HOURS.name, partition):
+        instance.add_dynamic_partitions(CHECKPOINT_HOURS.name, [partition])
+    return RunRequest(partition_key=partition)
 
 
 @schedule(
@@ -84,10 +102,11 @@ def _next_checkpoint(
     job_name=CHECKPOINT_JOB_NAME,
     execution_timezone="UTC",
     default_status=DefaultScheduleStatus.RUNNING,
-    description="Launches one checkpoint a minute; skips while one is queued or running.",
+    description="Launches one checkpoint a minute while records wait; skips while one is queued or running.",
 )
 def checkpoint_schedule(context: ScheduleEvaluationContext, kafka: KafkaResource, lake: LakeResource) -> RunRequest | SkipReason:
-    return _next_checkpoint(context.instance, kafka, lake, context.scheduled_execution_time or datetime.now(UTC))
+    # The hour the run is created in, not the tick's (a late tick at 11:00:05 for 10:59 is an 11:00 run).
+    return _next_checkpoint(context.instance, kafka, lake, datetime.now(UTC))
 
 
 @sensor(

@@ -1,12 +1,20 @@
 """The checkpoint assets under `materialize_to_memory`, against the real Kafka and S3."""
 
+from datetime import UTC, datetime
+
 from dagster import DagsterInstance, materialize_to_memory
 
-from lineage_dagster.assets import COMMIT_LOG_KEY, build_checkpoint_assets
+from lineage_dagster.assets import CHECKPOINT_HOURS, COMMIT_LOG_KEY, build_checkpoint_assets
+from lineage_dagster.ledger.paths import hour_folder, hour_key
 from lineage_dagster.ledger.protocol import read_marker, read_plan
 from lineage_dagster.resources import build_resources
 
-PARTITION = "2026-11-25-20:00"
+
+def current_hour(instance: DagsterInstance) -> str:
+    """This hour's partition, added as the schedule adds it."""
+    key = hour_key(datetime.now(UTC))
+    instance.add_dynamic_partitions(CHECKPOINT_HOURS.name, [key])
+    return key
 
 
 def latest_commit_metadata(instance: DagsterInstance) -> dict:
@@ -20,7 +28,7 @@ def test_two_materializations_give_contiguous_checkpoints(lake):
     resources = build_resources(lake.settings)
 
     lake.produce(1000)
-    first = materialize_to_memory(assets, instance=instance, resources=resources, partition_key=PARTITION)
+    first = materialize_to_memory(assets, instance=instance, resources=resources, partition_key=current_hour(instance))
     assert first.success
     assert latest_commit_metadata(instance)["checkpoint_id"] == 1
     wrote = sorted(r.user_message for r in instance.all_logs(first.run_id) if " wrote " in (r.user_message or ""))
@@ -29,7 +37,7 @@ def test_two_materializations_give_contiguous_checkpoints(lake):
     ], "each subtask step wrote its own half"
 
     lake.produce(500)
-    second = materialize_to_memory(assets, instance=instance, resources=resources, partition_key=PARTITION)
+    second = materialize_to_memory(assets, instance=instance, resources=resources, partition_key=current_hour(instance))
     assert second.success
     checks = second.get_asset_check_evaluations()
     assert sorted(c.check_name for c in checks) == ["files_exist", "offsets_contiguous", "row_counts_match"]
@@ -49,4 +57,5 @@ def test_two_materializations_give_contiguous_checkpoints(lake):
     plan = read_plan(lake.store, log, 2)
     assert metadata["planned_at"] == plan.planned_at_ms / 1000
     assert metadata["duration_s"] * 1000 > two.committed_at_ms - plan.planned_at_ms
-    assert all(f"/hour=20/part-0000000{n}-" in f for n, m in ((1, one), (2, two)) for f in m.files)
+    for n, marker in ((1, one), (2, two)):
+        assert all(f"/{hour_folder(datetime.fromisoformat(marker.hour))}/part-0000000{n}-" in f for f in marker.files)

@@ -3,20 +3,22 @@ unfinished plan is finished first, under the hour it was planned in; the sensor 
 for a large backlog."""
 
 import dataclasses
+from contextlib import nullcontext
 from datetime import UTC, datetime
 
 from dagster import RunRequest, SkipReason, build_schedule_context, build_sensor_context, instance_for_test
 
-from lineage_dagster.ledger.paths import plan_key
+from lineage_dagster.assets import CHECKPOINT_HOURS
+from lineage_dagster.ledger.paths import hour_key, plan_key
 from lineage_dagster.ledger.plan import CheckpointPlan, PartitionRange
 from lineage_dagster.resources import build_resources
 from lineage_dagster.sensors import catch_up_sensor, checkpoint_schedule
 
 
-def evaluate(lake, tick):
+def evaluate(lake, tick, instance=None):
     resources = build_resources(lake.settings)
     with (
-        instance_for_test() as instance,
+        nullcontext(instance) if instance else instance_for_test() as instance,
         build_schedule_context(
             instance=instance,
             scheduled_execution_time=tick,
@@ -41,15 +43,23 @@ def store_crashed_plan(lake):
     assert lake.store.put_if_absent(log.bucket, plan_key(log, 1), plan.to_json())
 
 
-def test_tick_hour_is_the_partition_without_a_pending_plan(lake):
-    result = evaluate(lake, datetime(2026, 11, 25, 20, 5, tzinfo=UTC))
-    assert isinstance(result, RunRequest)
-    assert result.partition_key == "2026-11-25-20:00"
+def test_an_idle_topic_launches_nothing(lake):
+    result = evaluate(lake, datetime.now(UTC))
+    assert isinstance(result, SkipReason) and "no new records" in result.skip_message
+
+
+def test_the_run_is_for_the_current_hour_which_becomes_a_partition(lake):
+    lake.produce(10)
+    with instance_for_test() as instance:
+        result = evaluate(lake, datetime.now(UTC), instance)
+        assert isinstance(result, RunRequest)
+        assert result.partition_key == hour_key(datetime.now(UTC))
+        assert instance.get_dynamic_partitions(CHECKPOINT_HOURS.name) == [result.partition_key]
 
 
 def test_pending_plan_is_finished_under_its_own_hour(lake):
     store_crashed_plan(lake)
-    result = evaluate(lake, datetime(2026, 11, 25, 20, 5, tzinfo=UTC))
+    result = evaluate(lake, datetime.now(UTC))
     assert isinstance(result, RunRequest)
     assert result.partition_key == "2026-11-25-19:00"
 
