@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -165,8 +166,41 @@ def _dagster_yaml() -> str:
     return resources.files("lineage_dagster").joinpath("deploy/dagster.yaml").read_text()
 
 
+# How long Dagster and the generator get to stop after the first signal before they are killed.
+CHILDREN_GRACE_S = 10.0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _signal_group(child: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signum)
+
+
+def _stop_children(children: list[subprocess.Popen]) -> None:
+    """Ctrl-C for each child's process group (Dagster's webserver, daemon, code servers and the
+    runs they started); whatever is left after the grace period, or after a second signal, is killed."""
+    for child in children:
+        _signal_group(child, signal.SIGINT)
+    deadline = time.monotonic() + CHILDREN_GRACE_S
+    try:
+        for child in children:
+            child.wait(max(deadline - time.monotonic(), 0.1))
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        pass
+    finally:
+        for child in children:
+            _signal_group(child, signal.SIGKILL)
+            child.wait()
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
-    """Everything for a local run: services, generator, and `dagster dev` with the schedule on."""
+    """Everything for a local run: services, generator, and `dg dev` with the schedule on."""
+    # A supervisor's `kill` (SIGTERM) or a closed terminal (SIGHUP) stops everything, as Ctrl-C does.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     stack = _stack(args)
     try:
         env = {**os.environ, **stack.up()}
@@ -179,11 +213,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
     (dagster_home / "dagster.yaml").write_text(_dagster_yaml())
     env["DAGSTER_HOME"] = str(dagster_home)
     bin_dir = Path(sys.executable).parent
+    # Each child leads its own process group, so stopping it reaches everything it started.
     children = [
-        subprocess.Popen([str(bin_dir / "lineage"), "generate", "--rate", str(args.rate)], env=env),
+        subprocess.Popen([str(bin_dir / "lineage"), "generate", "--rate", str(args.rate)], env=env, start_new_session=True),
         subprocess.Popen(
-            [str(bin_dir / "dagster"), "dev", "-m", "lineage_dagster.definitions", "-h", "127.0.0.1", "-p", str(args.port)],
+            [str(bin_dir / "dg"), "dev", "-m", "lineage_dagster.definitions", "-h", "127.0.0.1", "-p", str(args.port)],
             env=env,
+            start_new_session=True,
         ),
     ]
     print(f"Dagster UI: http://127.0.0.1:{args.port}  (checkpoint_schedule and catch_up_sensor are on; Ctrl-C stops)", flush=True)
@@ -191,18 +227,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
         while all(child.poll() is None for child in children):
             time.sleep(1)
     except KeyboardInterrupt:
-        pass
+        print("stopping Dagster and the generator (a second Ctrl-C or signal kills them at once)", flush=True)
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
-        for child in children:
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        _stop_children(children)
         if args.stop_services:
-            stack.down()
+            try:
+                stack.down()
+            except KeyboardInterrupt:
+                stack.down(grace_s=0)
     return 0
 
 

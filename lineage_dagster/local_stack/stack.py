@@ -582,10 +582,10 @@ class LocalStack:
         (self.data_dir / "stack.env").write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
         return env
 
-    def stop(self, name: str) -> None:
+    def stop(self, name: str, grace_s: float | None = None) -> None:
         # SeaweedFS drains for ~15 s on SIGTERM; killing it loses nothing the kernel has not got.
         # PostgreSQL waits for its clients on SIGTERM; SIGINT is its fast shutdown.
-        timeout_s = {"kafka": 15.0, "postgres": 15.0}.get(name, 2.0)
+        timeout_s = {"kafka": 15.0, "postgres": 15.0}.get(name, 2.0) if grace_s is None else grace_s
         pid = self.running_pid(name)
         if pid is not None:
             os.killpg(pid, signal.SIGINT if name == "postgres" else signal.SIGTERM)
@@ -600,9 +600,10 @@ class LocalStack:
         while any(_port_open(port) for port in self.config.service_ports(name)) and time.monotonic() < deadline:
             time.sleep(0.1)
 
-    def down(self) -> None:
+    def down(self, grace_s: float | None = None) -> None:
+        """Stop every service; `grace_s=0` kills them without waiting for a clean shutdown."""
         for name in ("postgres", "redis", "seaweedfs", "kafka"):
-            self.stop(name)
+            self.stop(name, grace_s)
 
     def status(self) -> dict[str, bool]:
         """Kafka and S3, and Redis and PostgreSQL where this stack started them."""
