@@ -2,7 +2,7 @@
 
 from dagster import Definitions
 
-from lineage_dagster.assets import build_checkpoint_assets, committed_recently, pipeline_health_sensor
+from lineage_dagster.assets import build_checkpoint_assets, pipeline_health_sensor
 from lineage_dagster.assets.checkpoint import setting_tags, step_settings
 from lineage_dagster.executors import checkpoint_executor, step_output_io_manager
 from lineage_dagster.resources import build_resources
@@ -21,7 +21,6 @@ defs = Definitions(
         )
     ],
     schedules=[checkpoint_schedule],
-    asset_checks=[committed_recently],
     sensors=[catch_up_sensor, pipeline_health_sensor],
     # Asset materializations launched from the UI run on the same executor as the job.
     executor=executor,

@@ -1,13 +1,12 @@
 from dagster import AssetsDefinition, SourceAsset
 
 from lineage_dagster.assets.checkpoint import CHECKPOINT_HOURS, COMMIT_LOG_KEY, build_checkpoint_graph
-from lineage_dagster.assets.health import committed_recently, lineage_input, pipeline_health_sensor
+from lineage_dagster.assets.health import lineage_input, pipeline_health_sensor
 
 __all__ = [
     "CHECKPOINT_HOURS",
     "COMMIT_LOG_KEY",
     "build_checkpoint_assets",
-    "committed_recently",
     "pipeline_health_sensor",
 ]
 

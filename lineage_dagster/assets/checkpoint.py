@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import NoReturn
 
 from dagster import (
+    AssetCheckResult,
     AssetIn,
     AssetKey,
     AssetOut,
@@ -37,7 +38,13 @@ from dagster import (
 )
 
 from lineage_dagster import faults
-from lineage_dagster.assets.checks import CHECKS, check_output_name, evaluate_invariants, invariant_check_specs
+from lineage_dagster.assets.checks import (
+    CHECKS,
+    FRESHNESS_CHECK,
+    check_output_name,
+    checkpoint_check_specs,
+    evaluate_invariants,
+)
 from lineage_dagster.ledger.commit_log import SubtaskFiles
 from lineage_dagster.ledger.paths import S3Location, hour_start, parse_hour_key
 from lineage_dagster.ledger.plan import (
@@ -296,7 +303,7 @@ def _events_metadata(files: list[SubtaskFiles]) -> dict[str, object]:
     out={
         "enriched_events": Out(Nothing),
         "write_ahead_commit_log": Out(Nothing),
-        **{check_output_name(COMMIT_LOG_KEY, name): Out(Nothing) for name in CHECKS},
+        **{check_output_name(COMMIT_LOG_KEY, name): Out(Nothing) for name in (*CHECKS, FRESHNESS_CHECK)},
     },
     description="Writes chk-N/subtask-K.csv per subtask, then the commit marker chk-N/_committed.json, "
     "then checks the committed checkpoint's invariants from what S3 holds.",
@@ -351,6 +358,12 @@ def commit_checkpoint_log(  # noqa: ANN201 - yields outputs
             "duration_s": round((stored_at_ms - plan.planned_at_ms) / 1000, 3),
         },
     )
+    yield AssetCheckResult(
+        check_name=FRESHNESS_CHECK,
+        passed=True,
+        description=f"checkpoint {plan.checkpoint_id} committed; {lag} records wait",
+        metadata={"records_waiting": lag, "waiting_for_s": 0.0, "last_committed_checkpoint": plan.checkpoint_id},
+    )
     for result in checks.result():
         if not result.passed:
             context.log.error(
@@ -367,7 +380,7 @@ def build_checkpoint_graph(parallelism: int) -> AssetsDefinition:
     @graph_multi_asset(
         name="checkpoint",
         partitions_def=CHECKPOINT_HOURS,
-        check_specs=invariant_check_specs(COMMIT_LOG_KEY),
+        check_specs=checkpoint_check_specs(COMMIT_LOG_KEY),
         ins={"lineage_input": AssetIn(key=SOURCE_KEY, dagster_type=Nothing)},
         outs={
             "checkpoint_plan": AssetOut(

@@ -8,6 +8,7 @@ every hourly partition when a run has none (CLI runs), which cost ~0.5 s per run
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
+from lineage_dagster.ledger.health import COMMIT_FRESHNESS_LIMIT
 from lineage_dagster.ledger.paths import S3Location, split_uri
 from lineage_dagster.ledger.protocol import read_marker
 from lineage_dagster.ledger.store import ObjectStore
@@ -19,8 +20,19 @@ CHECKS = {
 }
 
 
-def invariant_check_specs(asset: AssetKey) -> list[AssetCheckSpec]:
-    return [AssetCheckSpec(name, asset=asset, description=text) for name, text in CHECKS.items()]
+FRESHNESS_CHECK = "committed_recently"
+FRESHNESS_DESCRIPTION = (
+    f"Fails when records have waited in Kafka for more than {COMMIT_FRESHNESS_LIMIT.total_seconds() / 60:g} minutes with no "
+    "checkpoint committed. Passes with each commit; pipeline_health_sensor evaluates it every 30 seconds in between."
+)
+
+
+def checkpoint_check_specs(asset: AssetKey) -> list[AssetCheckSpec]:
+    """The invariants, and freshness: the commit step evaluates all four, the health sensor freshness."""
+    return [
+        *(AssetCheckSpec(name, asset=asset, description=text) for name, text in CHECKS.items()),
+        AssetCheckSpec(FRESHNESS_CHECK, asset=asset, description=FRESHNESS_DESCRIPTION),
+    ]
 
 
 def check_output_name(asset: AssetKey, check: str) -> str:

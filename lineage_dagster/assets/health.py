@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 
 from dagster import (
     AssetCheckEvaluation,
-    AssetCheckExecutionContext,
-    AssetCheckResult,
     AssetCheckSeverity,
     AssetObservation,
     DagsterInstance,
@@ -18,20 +16,18 @@ from dagster import (
     OpExecutionContext,
     SensorEvaluationContext,
     SensorResult,
-    asset_check,
     observable_source_asset,
     sensor,
 )
 
 from lineage_dagster.assets.checkpoint import COMMIT_LOG_KEY, SOURCE_KEY, last_committed_hint
+from lineage_dagster.assets.checks import FRESHNESS_CHECK
 from lineage_dagster.ledger.commit_log import CommitMarker
-from lineage_dagster.ledger.health import COMMIT_FRESHNESS_LIMIT, CommitFreshness, commit_freshness
+from lineage_dagster.ledger.health import CommitFreshness, commit_freshness
 from lineage_dagster.ledger.plan import backlog
 from lineage_dagster.ledger.protocol import find_last_committed
 from lineage_dagster.resources.kafka import KafkaResource
 from lineage_dagster.resources.lake import LakeResource
-
-FRESHNESS_CHECK = "committed_recently"
 
 
 @dataclass(frozen=True)
@@ -79,24 +75,6 @@ def _freshness_metadata(state: InputState, freshness: CommitFreshness) -> dict[s
 )
 def lineage_input(context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource) -> ObserveResult:
     return ObserveResult(metadata=read_input_state(context.instance, kafka, lake).metadata())
-
-
-@asset_check(
-    asset=COMMIT_LOG_KEY,
-    name=FRESHNESS_CHECK,
-    description=f"Fails when records have waited in Kafka for more than {COMMIT_FRESHNESS_LIMIT.total_seconds() / 60:g} "
-    "minutes with no checkpoint committed. pipeline_health_sensor evaluates it every 30 seconds; "
-    "run by hand, it counts from the last commit.",
-)
-def committed_recently(context: AssetCheckExecutionContext, kafka: KafkaResource, lake: LakeResource) -> AssetCheckResult:
-    state = read_input_state(context.instance, kafka, lake)
-    freshness = commit_freshness(datetime.now(UTC), state.last_commit_at, state.records_waiting, None)
-    return AssetCheckResult(
-        passed=freshness.passed,
-        severity=AssetCheckSeverity.ERROR,
-        description=freshness.description,
-        metadata=_freshness_metadata(state, freshness),
-    )
 
 
 @sensor(

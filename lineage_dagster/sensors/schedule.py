@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from dagster import (
-    AssetCheckKey,
     AssetSelection,
     DagsterInstance,
     DagsterRunStatus,
@@ -28,10 +27,8 @@ from lineage_dagster.assets.checkpoint import (
     CHECKPOINT_ASSET_KEYS,
     CHECKPOINT_HOURS,
     CHECKPOINT_TAG,
-    COMMIT_LOG_KEY,
     last_committed_hint,
 )
-from lineage_dagster.assets.checks import CHECKS
 from lineage_dagster.ledger.paths import hour_key
 from lineage_dagster.ledger.plan import backlog
 from lineage_dagster.ledger.protocol import find_pending_plan
@@ -56,9 +53,7 @@ def build_checkpoint_job(  # noqa: ANN201 - an unresolved asset job
     """The checkpoint job on `executor_def`; `tags` go on every run (the settings it was launched with)."""
     return define_asset_job(
         CHECKPOINT_JOB_NAME,
-        # The invariant checks only: the freshness check is the health sensor's, not a step of every run.
-        selection=AssetSelection.assets(*CHECKPOINT_ASSET_KEYS).without_checks()
-        | AssetSelection.checks(*(AssetCheckKey(COMMIT_LOG_KEY, name) for name in CHECKS)),
+        selection=AssetSelection.assets(*CHECKPOINT_ASSET_KEYS),
         executor_def=executor_def,
         tags={**SINGLE_FLIGHT_TAG, **(tags or {})},
         description="One checkpoint: plan, write Parquet per subtask, write the commit log and commit.",

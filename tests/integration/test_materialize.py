@@ -40,7 +40,7 @@ def test_two_materializations_give_contiguous_checkpoints(lake):
     second = materialize_to_memory(assets, instance=instance, resources=resources, partition_key=current_hour(instance))
     assert second.success
     checks = second.get_asset_check_evaluations()
-    assert sorted(c.check_name for c in checks) == ["files_exist", "offsets_contiguous", "row_counts_match"]
+    assert sorted(c.check_name for c in checks) == ["committed_recently", "files_exist", "offsets_contiguous", "row_counts_match"]
     assert all(c.passed for c in checks)
     metadata = latest_commit_metadata(instance)
     assert metadata["checkpoint_id"] == 2
