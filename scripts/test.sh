@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Sets up the project and runs lint + the whole test suite. The tests start their own Kafka,
 # SeaweedFS, Redis and PostgreSQL on ports 21000 above the defaults, so a running local stack is
-# never disturbed. Redis and PostgreSQL come from Debian's packages, installed here when missing.
+# never disturbed. Redis, PostgreSQL and the browser the UI tests drive (chromium + chromedriver)
+# come from Debian's packages, installed here when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || command -v postgres >/dev/null || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "The tests need ${missing[*]}: install them (e.g. sudo apt-get install ${missing[*]})" >&2

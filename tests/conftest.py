@@ -76,10 +76,13 @@ def lake(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Lake:
 CHECKPOINT_COMMAND = [str(BIN / "dagster"), "job", "execute", "-m", "lineage_dagster.definitions", "-j", "checkpoint_job"]
 
 
-def run_checkpoint_cli(lake: Lake, dagster_home: Path, **extra_env: str) -> subprocess.CompletedProcess:
-    """`dagster job execute` of one checkpoint, as a user runs it."""
+def run_checkpoint_cli(
+    lake: Lake, dagster_home: Path, command: list[str] = CHECKPOINT_COMMAND, **extra_env: str
+) -> subprocess.CompletedProcess:
+    """`dagster job execute` of one checkpoint (or another `command`), as a user runs it in the project."""
     return subprocess.run(
-        CHECKPOINT_COMMAND,
+        command,
+        cwd=Path(__file__).parents[1],
         env={**lake.env, "PATH": str(BIN), "DAGSTER_HOME": str(dagster_home), **extra_env},
         capture_output=True,
         text=True,

@@ -12,7 +12,9 @@ import polars as pl
 
 from lineage_dagster.ledger.commit_log import parse_csv
 from lineage_dagster.ledger.protocol import read_marker
-from tests.conftest import BIN, run_checkpoint_cli
+from tests.conftest import BIN, CHECKPOINT_COMMAND, run_checkpoint_cli
+
+DG_LAUNCH_COMMAND = [str(BIN / "dg"), "launch", "--job", "checkpoint_job"]
 
 CONTRACT_SCHEMA = {
     "uuid": pl.String,
@@ -29,8 +31,9 @@ def test_three_checkpoints_while_producing(lake, dagster_home):
     # ~20 s of trickle, so the three checkpoints (~7 s each) all run while records arrive.
     more = threading.Thread(target=lake.produce, args=(4_000,), kwargs={"rate": 200.0})
     more.start()
-    for _ in range(3):
-        result = run_checkpoint_cli(lake, dagster_home)
+    # Today's Dagster CLI and the older one run the same job: `dg launch` takes the middle checkpoint.
+    for command in (CHECKPOINT_COMMAND, DG_LAUNCH_COMMAND, CHECKPOINT_COMMAND):
+        result = run_checkpoint_cli(lake, dagster_home, command=command)
         output = result.stdout + result.stderr
         assert result.returncode == 0, output[-6000:]
         assert 'Handled output "plan" using IO manager "io_manager"' in output

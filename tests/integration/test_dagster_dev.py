@@ -1,6 +1,7 @@
 """The real schedule: `dagster dev` (webserver + daemon) ticks every minute and commits checkpoints
 one after the other; a run killed with -9 while it writes a subtask is detected by run monitoring
-and retried; the webserver's GraphQL API shows the assets and the checkpoint metadata."""
+and retried; the webserver's GraphQL API shows the assets and the checkpoint metadata. `dg dev`,
+today's command, serves the project with no arguments."""
 
 import itertools
 import os
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import requests
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
@@ -16,7 +18,8 @@ from lineage_dagster.ledger.verify import committed_checkpoints, verify_ledger
 from tests.conftest import BIN
 
 UI_PORT = 23000
-GRAPHQL = f"http://127.0.0.1:{UI_PORT}/graphql"
+DG_DEV_PORT = 23001
+REPO = Path(__file__).parents[2]
 
 LATEST_COMMIT = """
 query {
@@ -33,8 +36,8 @@ query {
 """
 
 
-def graphql(query: str) -> dict:
-    response = requests.post(GRAPHQL, json={"query": query}, timeout=30)
+def graphql(query: str, port: int = UI_PORT) -> dict:
+    response = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=30)
     response.raise_for_status()
     body = response.json()
     assert "errors" not in body, body
@@ -52,11 +55,50 @@ def wait_for(predicate, timeout_s: float, what: str, process: subprocess.Popen):
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
-def webserver_up() -> bool:
+def webserver_up(port: int = UI_PORT) -> bool:
     try:
-        return requests.get(f"http://127.0.0.1:{UI_PORT}/server_info", timeout=2).ok
+        return requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok
     except requests.ConnectionError:
         return False
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_dg_dev_serves_the_project_with_no_arguments(lake, dagster_home, tmp_path):
+    log = (tmp_path / "dg-dev.log").open("w")
+    dev = subprocess.Popen(
+        [str(BIN / "dg"), "dev", "-h", "127.0.0.1", "-p", str(DG_DEV_PORT)],
+        cwd=REPO,
+        env={**lake.env, "PATH": f"{BIN}:{os.environ['PATH']}", "DAGSTER_HOME": str(dagster_home)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: webserver_up(DG_DEV_PORT), 120, "dg dev's webserver", dev)
+        location = graphql(
+            """{ repositoriesOrError { ... on RepositoryConnection { nodes {
+                 jobs { name } schedules { name } sensors { name } assetNodes { assetKey { path } } } } } }""",
+            DG_DEV_PORT,
+        )["repositoriesOrError"]["nodes"][0]
+    finally:
+        stop(dev)
+        log.close()
+    assert "checkpoint_job" in {job["name"] for job in location["jobs"]}
+    assert [s["name"] for s in location["schedules"]] == ["checkpoint_schedule"]
+    assert {s["name"] for s in location["sensors"]} == {"catch_up_sensor", "pipeline_health_sensor"}
+    assert {"/".join(a["assetKey"]["path"]) for a in location["assetNodes"]} == {
+        "lineage_input",
+        "checkpoint_plan",
+        "enriched_events",
+        "write_ahead_commit_log",
+    }
 
 
 def test_schedule_commits_consecutive_checkpoints_and_ui_shows_them(lake, dagster_home, tmp_path):
@@ -117,11 +159,7 @@ def test_schedule_commits_consecutive_checkpoints_and_ui_shows_them(lake, dagste
     finally:
         stop_producing.set()
         producer.join()
-        os.killpg(dev.pid, signal.SIGINT)
-        try:
-            dev.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
+        stop(dev)
         log.close()
 
     records = instance.get_run_records(RunsFilter(job_name="checkpoint_job"), ascending=True)

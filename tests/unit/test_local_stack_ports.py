@@ -44,6 +44,7 @@ def test_the_suites_stacks_share_no_port_with_each_other_or_compose_and_stay_bel
         *stack_ports(test_readme_run.PORT_OFFSET),
         test_readme_run.UI_PORT,
         test_dagster_dev.UI_PORT,
+        test_dagster_dev.DG_DEV_PORT,
     ]
     assert len(set(ports)) == len(ports)
     assert 29092 in compose_host_ports() and not compose_host_ports() & set(ports)
