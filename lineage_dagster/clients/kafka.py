@@ -96,6 +96,20 @@ class RecordBatch:
             self.payload_bytes = joined_payloads(self.values)
 
     @classmethod
+    def at(cls, coordinates: Sequence[tuple[int, int]], values: Sequence[bytes | None]) -> RecordBatch:
+        """The records at (partition, offset) `coordinates`, with Kafka-like keys and timestamps (for
+        in-memory topics)."""
+        import numpy as np
+
+        return cls(
+            partitions=np.array([p for p, _ in coordinates], dtype=np.int32),
+            offsets=np.array([o for _, o in coordinates], dtype=np.int64),
+            values=list(values),
+            keys=[f"key-{p}-{o}".encode() for p, o in coordinates],
+            timestamps=np.array([1_700_000_000_000 + o for _, o in coordinates], dtype=np.int64),
+        )
+
+    @classmethod
     def concat(cls, batches: Sequence[RecordBatch]) -> RecordBatch:
         import numpy as np
 

@@ -1,4 +1,4 @@
-"""The object-store interface the ledger needs, and an in-memory implementation for unit tests."""
+"""The object-store interface the ledger needs, and an in-memory implementation for tests."""
 
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ class InMemoryObjectStore:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], bytes] = {}
         self._lock = threading.Lock()
+
+    def check_bucket(self, bucket: str) -> None:
+        """Every bucket exists in memory."""
 
     def get(self, bucket: str, key: str) -> bytes | None:
         return self.objects.get((bucket, key))

@@ -8,14 +8,13 @@ import numpy as np
 from lineage_dagster.clients.kafka import RecordBatch
 from lineage_dagster.ingest.avro import decode_events, encode_event
 from lineage_dagster.ingest.bulk_decode import decode_batch
-from tests.fakes import records_at
 
 
 def read_in_three_calls(values) -> RecordBatch:
     """`values` as the Kafka reader yields them: consume calls' batches joined into one."""
     cuts = [0, len(values) // 3, len(values) // 2, len(values)]
     chunks = [values[a:b] for a, b in itertools.pairwise(cuts)]
-    return RecordBatch.concat([records_at([(0, o) for o in range(len(c))], c) for c in chunks])
+    return RecordBatch.concat([RecordBatch.at([(0, o) for o in range(len(c))], c) for c in chunks])
 
 
 def assert_same_as_per_record(values, max_record_bytes=1000):

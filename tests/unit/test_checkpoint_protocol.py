@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
+from lineage_dagster.clients.kafka import RecordBatch
 from lineage_dagster.ingest.subtask import write_subtask_files
 from lineage_dagster.ledger.commit_log import CSV_COLUMNS, parse_csv
 from lineage_dagster.ledger.paths import S3Location, marker_key, subtask_log_key
@@ -20,7 +21,7 @@ from lineage_dagster.ledger.protocol import (
 )
 from lineage_dagster.ledger.store import InMemoryObjectStore
 from lineage_dagster.ledger.verify import parquet_row_count, verify_ledger
-from tests.fakes import InMemoryTopic, records_at
+from lineage_dagster.testing import InMemoryTopic
 
 OUTPUT = S3Location.parse("s3://flink-data/output")
 DROPPED = S3Location.parse("s3://flink-data/dropped")
@@ -62,10 +63,10 @@ def commit(store, resolved, files, run_id):
 
 def test_consecutive_checkpoints_are_contiguous_and_verify():
     store, topic = InMemoryObjectStore(), InMemoryTopic(4)
-    topic.fill(10)
+    topic.produce(10 * len(topic.values))
     first, files = run_checkpoint(store, topic, "r1")
     commit(store, first, files, "r1")
-    topic.fill(5)
+    topic.produce(5 * len(topic.values))
     second, files = run_checkpoint(store, topic, "r2", hint=1)
     commit(store, second, files, "r2")
     assert second.plan.checkpoint_id == 2
@@ -77,7 +78,7 @@ def test_consecutive_checkpoints_are_contiguous_and_verify():
 
 def test_commit_log_csv_has_seed_columns_first_and_one_row_per_partition_slice():
     store, topic = InMemoryObjectStore(), InMemoryTopic(4)
-    topic.fill(3)
+    topic.produce(3 * len(topic.values))
     resolved, files = run_checkpoint(store, topic, "r1")
     commit(store, resolved, files, "r1")
     raw = store.get("flink-data", subtask_log_key(LOG, 1, 0))
@@ -90,10 +91,10 @@ def test_commit_log_csv_has_seed_columns_first_and_one_row_per_partition_slice()
 
 def test_retry_reuses_stored_plan_and_writes_identical_bytes():
     store, topic = InMemoryObjectStore(), InMemoryTopic(2)
-    topic.fill(5)
+    topic.produce(5 * len(topic.values))
     crashed, _ = run_checkpoint(store, topic, "crashed")
     before = dict(store.objects)
-    topic.fill(5)  # more data arrived; the retry must not re-plan
+    topic.produce(5 * len(topic.values))  # more data arrived; the retry must not re-plan
     retry, retry_files = run_checkpoint(store, topic, "retry")
     assert retry.reused and retry.plan == crashed.plan
     assert store.objects == before
@@ -117,7 +118,7 @@ class ShuffledTopic:
         while records:
             size = self.rng.randint(1, 40)
             chunk, records = records[:size], records[size:]
-            yield records_at([r[0] for r in chunk], [r[1] for r in chunk])
+            yield RecordBatch.at([r[0] for r in chunk], [r[1] for r in chunk])
 
 
 def written_objects(plan: CheckpointPlan, source) -> dict[str, bytes]:
@@ -130,7 +131,7 @@ def written_objects(plan: CheckpointPlan, source) -> dict[str, bytes]:
 
 def test_file_bytes_do_not_depend_on_how_records_arrive():
     topic = InMemoryTopic(4)
-    topic.fill(60)
+    topic.produce(60 * len(topic.values))
     plan = planner(topic, "run")(1, {})
     in_order = written_objects(plan, topic)
     assert len(in_order) == 2
@@ -140,7 +141,7 @@ def test_file_bytes_do_not_depend_on_how_records_arrive():
 
 def test_zombie_cannot_commit_after_the_winner():
     store, topic = InMemoryObjectStore(), InMemoryTopic(2)
-    topic.fill(5)
+    topic.produce(5 * len(topic.values))
     resolved, files = run_checkpoint(store, topic, "zombie")
     commit(store, resolved, files, "winner")
     marker_before = store.get("flink-data", marker_key(LOG, 1))
@@ -151,7 +152,7 @@ def test_zombie_cannot_commit_after_the_winner():
 
 def test_commit_refuses_files_that_do_not_cover_the_plan():
     store, topic = InMemoryObjectStore(), InMemoryTopic(2)
-    topic.fill(5)
+    topic.produce(5 * len(topic.values))
     resolved, files = run_checkpoint(store, topic, "r1")
     with pytest.raises(LedgerError, match="partition 1: planned 5 records"):
         commit(store, resolved, files[:1], "r1")
@@ -160,10 +161,10 @@ def test_commit_refuses_files_that_do_not_cover_the_plan():
 
 def test_bad_records_go_to_dropped_and_are_accounted():
     store, topic = InMemoryObjectStore(), InMemoryTopic(2)
-    topic.fill(3)
+    topic.produce(3 * len(topic.values))
     topic.append(0, b"\xff\xff\xff")
     topic.append(1, None)
-    topic.fill(2)
+    topic.produce(2 * len(topic.values))
     resolved, files = run_checkpoint(store, topic, "r1")
     marker = commit(store, resolved, files, "r1")
     assert (marker.record_count, marker.dropped_count) == (10, 2)
@@ -178,11 +179,11 @@ def test_bad_records_go_to_dropped_and_are_accounted():
 
 def test_ledger_alone_resumes_after_dagster_forgets():
     store, topic = InMemoryObjectStore(), InMemoryTopic(2)
-    topic.fill(5)
+    topic.produce(5 * len(topic.values))
     for run in ("r1", "r2", "r3"):
         resolved, files = run_checkpoint(store, topic, run)
         commit(store, resolved, files, run)
-        topic.fill(1)
+        topic.produce(1 * len(topic.values))
     assert find_last_committed(store, LOG, None).checkpoint_id == 3
     assert find_last_committed(store, LOG, 1).checkpoint_id == 3  # Dagster's hint lagging behind S3
     with pytest.raises(LedgerError, match="WRITE_AHEAD_COMMIT_LOG_PATH"):
@@ -191,7 +192,7 @@ def test_ledger_alone_resumes_after_dagster_forgets():
 
 def test_verify_reports_a_missing_file_and_an_orphan():
     store, topic = InMemoryObjectStore(), InMemoryTopic(2)
-    topic.fill(5)
+    topic.produce(5 * len(topic.values))
     resolved, files = run_checkpoint(store, topic, "r1")
     commit(store, resolved, files, "r1")
     del store.objects[("flink-data", "output/year=2026/month=11/day=25/hour=20/part-00000001-1.parquet")]
@@ -205,7 +206,7 @@ def test_verify_reports_a_missing_file_and_an_orphan():
 def test_deep_verify_finds_a_duplicated_and_a_missing_record():
     store, topic = InMemoryObjectStore(), InMemoryTopic(2)
     for run_id in ("r1", "r2"):
-        topic.fill(5)
+        topic.produce(5 * len(topic.values))
         resolved, files = run_checkpoint(store, topic, run_id)
         commit(store, resolved, files, run_id)
     assert verify_ledger(store, LOG, [OUTPUT, DROPPED], deep=True).ok
@@ -225,7 +226,7 @@ def test_deep_verify_finds_a_duplicated_and_a_missing_record():
 
 def test_nothing_new_plans_nothing_and_leaves_no_trace():
     store, topic = InMemoryObjectStore(), InMemoryTopic(2)
-    topic.fill(3)
+    topic.produce(3 * len(topic.values))
     first, files = run_checkpoint(store, topic, "run-1")
     commit(store, first, files, "run-1")
     before = dict(store.objects)
@@ -234,7 +235,7 @@ def test_nothing_new_plans_nothing_and_leaves_no_trace():
     assert idle.nothing_new and idle.plan.checkpoint_id == 2 and idle.plan.record_count == 0
     assert store.objects == before
 
-    topic.fill(1)
+    topic.produce(1 * len(topic.values))
     second = resolve_plan(store, LOG, 1, planner(topic, "run-3"))
     assert not second.nothing_new and second.plan.checkpoint_id == 2 and second.plan.record_count == 2
     assert set(store.objects) - set(before) == {("flink-data", "write-ahead-commit-log/chk-2/_plan.json")}

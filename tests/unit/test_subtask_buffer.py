@@ -8,6 +8,7 @@ import random
 
 import polars as pl
 
+from lineage_dagster.clients.kafka import RecordBatch
 from lineage_dagster.ingest import subtask
 from lineage_dagster.ingest.avro import encode_event
 from lineage_dagster.ingest.subtask import _SubtaskWriter, row_group_rows
@@ -16,7 +17,7 @@ from lineage_dagster.ledger.plan import CheckpointPlan
 from lineage_dagster.ledger.protocol import commit_checkpoint
 from lineage_dagster.ledger.store import InMemoryObjectStore
 from lineage_dagster.ledger.verify import verify_ledger
-from tests.fakes import InMemoryTopic, records_at
+from lineage_dagster.testing import InMemoryTopic
 from tests.unit.test_checkpoint_protocol import DROPPED, LOG, OUTPUT, planner, write_subtask, written_objects
 
 JUNK = b"\xff" * 300  # undecodable: goes to the dead-letter area with its raw bytes
@@ -40,7 +41,7 @@ class InterleavedTopic:
                 chunk.append((partition, queues[partition].pop(0)))
                 if not queues[partition]:
                     del queues[partition]
-            yield records_at(chunk, [self.topic.values[p][o] for p, o in chunk])
+            yield RecordBatch.at(chunk, [self.topic.values[p][o] for p, o in chunk])
 
 
 def mixed_topic(partitions: int, records: int) -> InMemoryTopic:
