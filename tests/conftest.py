@@ -1,28 +1,27 @@
 """Fixtures for tests against the real services: a Kafka + SeaweedFS stack on test ports, and a
-fresh topic and S3 prefix per test so tests never see each other's data."""
+fresh topic and S3 prefix per test so tests never see each other's data. Every test under
+tests/integration is marked `services`; `pytest -m "not services"` runs the rest, offline."""
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from lineage_dagster.clients.s3 import S3ObjectStore, make_s3_client
-from lineage_dagster.generator import produce_events
 from lineage_dagster.local_stack import LocalStack, StackConfig
-from lineage_dagster.settings import Settings, load_settings
+from lineage_dagster.settings import load_settings
+from tests.helpers import TEST_PORT_OFFSET, TEST_STACK_DIR, Lake
 
-# The developer stack uses the default ports; the suite's stack sits 21000 above them, clear of the
-# ports docker-compose.yml publishes (tests/unit/test_local_stack_ports.py checks both).
-TEST_PORT_OFFSET = 21000
-TEST_STACK_DIR = Path("/tmp/lineage-dagster-test-stack")
-BIN = Path(sys.executable).parent
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION in item.path.parents:
+            item.add_marker(pytest.mark.services)
 
 
 @pytest.fixture(scope="session")
@@ -44,24 +43,6 @@ def celery_services(stack: LocalStack) -> LocalStack:
     return stack
 
 
-@dataclass
-class Lake:
-    """One test's own topic and S3 prefixes, with the env a pipeline process needs for them."""
-
-    name: str
-    env: dict[str, str]
-    settings: Settings
-    store: S3ObjectStore
-    stack: LocalStack
-
-    @property
-    def client_config(self) -> dict[str, str]:
-        return {"bootstrap.servers": self.settings.kafka_bootstrap_servers}
-
-    def produce(self, count: int, rate: float | None = None) -> int:
-        return produce_events(self.client_config, self.settings.kafka_topic, rate=rate, count=count)
-
-
 @pytest.fixture
 def lake(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Lake:
     name = f"t{uuid.uuid4().hex[:12]}"
@@ -71,43 +52,6 @@ def lake(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Lake:
         monkeypatch.setenv(key, value)
     settings = load_settings(env)
     return Lake(name=name, env=env, settings=settings, store=S3ObjectStore(make_s3_client(settings.s3)), stack=stack)
-
-
-CHECKPOINT_COMMAND = [str(BIN / "dagster"), "job", "execute", "-m", "lineage_dagster.definitions", "-j", "checkpoint_job"]
-
-
-def run_checkpoint_cli(
-    lake: Lake, dagster_home: Path, command: list[str] = CHECKPOINT_COMMAND, **extra_env: str
-) -> subprocess.CompletedProcess:
-    """`dagster job execute` of one checkpoint (or another `command`), as a user runs it in the project."""
-    return subprocess.run(
-        command,
-        cwd=Path(__file__).parents[1],
-        env={**lake.env, "PATH": str(BIN), "DAGSTER_HOME": str(dagster_home), **extra_env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def start_checkpoint_cli(lake: Lake, dagster_home: Path, fault: str) -> subprocess.Popen:
-    """The same, in the background, with a fault armed (e.g. `after_plan:sleep=6`)."""
-    return subprocess.Popen(
-        CHECKPOINT_COMMAND,
-        env={**lake.env, "PATH": str(BIN), "DAGSTER_HOME": str(dagster_home), "LINEAGE_FAULT": fault},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def wait_for_object(lake: Lake, key: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while lake.store.get(lake.settings.commit_log.bucket, key) is None:
-        assert time.monotonic() < deadline, f"{key} never appeared"
-        assert process.poll() is None, f"the run exited with {process.returncode} before writing {key}"
-        time.sleep(0.3)
 
 
 @pytest.fixture

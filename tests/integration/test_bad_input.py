@@ -15,7 +15,7 @@ from lineage_dagster.ingest.avro import encode_event
 from lineage_dagster.ledger.paths import split_uri
 from lineage_dagster.ledger.protocol import read_marker
 from lineage_dagster.ledger.verify import verify_ledger
-from tests.conftest import BIN, run_checkpoint_cli
+from tests.helpers import BIN, run_checkpoint_cli
 
 MAX_RECORD_BYTES = 10_000
 

@@ -12,7 +12,7 @@ import polars as pl
 
 from lineage_dagster.ledger.commit_log import parse_csv
 from lineage_dagster.ledger.protocol import read_marker
-from tests.conftest import BIN, CHECKPOINT_COMMAND, run_checkpoint_cli
+from tests.helpers import BIN, CHECKPOINT_COMMAND, run_checkpoint_cli
 
 DG_LAUNCH_COMMAND = [str(BIN / "dg"), "launch", "--job", "checkpoint_job"]
 
@@ -36,8 +36,6 @@ def test_three_checkpoints_while_producing(lake, dagster_home):
         result = run_checkpoint_cli(lake, dagster_home, command=command)
         output = result.stdout + result.stderr
         assert result.returncode == 0, output[-6000:]
-        assert 'Handled output "plan" using IO manager "io_manager"' in output
-        assert "Writing file at" not in output and "Loading file from" not in output, "step outputs log no events"
         for check in ("offsets_contiguous", "files_exist", "row_counts_match"):  # read back from S3
             assert f"Asset check '{check}' on 'write_ahead_commit_log' passed" in output, output[-6000:]
     more.join()

@@ -15,7 +15,7 @@ import requests
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from lineage_dagster.ledger.verify import committed_checkpoints, verify_ledger
-from tests.conftest import BIN
+from tests.helpers import BIN
 
 UI_PORT = 23000
 DG_DEV_PORT = 23001

@@ -13,7 +13,7 @@ from lineage_dagster.ledger.commit_log import parse_csv
 from lineage_dagster.ledger.paths import plan_key
 from lineage_dagster.ledger.protocol import checkpoint_ids, read_marker
 from tests.celery_workers import celery_workers, instance_home
-from tests.conftest import BIN, CHECKPOINT_COMMAND
+from tests.helpers import BIN, CHECKPOINT_COMMAND
 
 PATH_SETTINGS = ("OUTPUT_PATH", "WRITE_AHEAD_COMMIT_LOG_PATH", "DROPPED_PATH")
 

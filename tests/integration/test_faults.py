@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient
 from lineage_dagster.ledger.paths import plan_key, subtask_log_key
 from lineage_dagster.ledger.protocol import checkpoint_ids, read_marker, read_plan
 from lineage_dagster.ledger.verify import verify_ledger
-from tests.conftest import run_checkpoint_cli, start_checkpoint_cli, wait_for_object
+from tests.helpers import run_checkpoint_cli, start_checkpoint_cli, wait_for_object
 
 KILLED = -9
 

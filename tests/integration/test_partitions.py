@@ -11,8 +11,7 @@ from lineage_dagster.assets import CHECKPOINT_HOURS, build_checkpoint_assets
 from lineage_dagster.ledger.paths import hour_key
 from lineage_dagster.ledger.protocol import read_marker
 from lineage_dagster.resources import build_resources
-from tests.conftest import BIN
-from tests.integration.test_schedule import store_crashed_plan
+from tests.helpers import BIN, store_crashed_plan
 
 PAST = "2024-01-01-00:00"
 MATERIALIZE_PAST = ["--select", "checkpoint_plan,enriched_events,write_ahead_commit_log", "--partition", PAST]

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from dagster import RunRequest, SkipReason, build_schedule_context, build_sensor_context, instance_for_test
 
 from lineage_dagster.assets import CHECKPOINT_HOURS
-from lineage_dagster.ledger.paths import hour_key, plan_key
-from lineage_dagster.ledger.plan import CheckpointPlan, PartitionRange
+from lineage_dagster.ledger.paths import hour_key
 from lineage_dagster.resources import build_resources
 from lineage_dagster.sensors import catch_up_sensor, checkpoint_schedule
+from tests.helpers import store_crashed_plan
 
 
 def evaluate(lake, tick, instance=None):
@@ -26,21 +26,6 @@ def evaluate(lake, tick, instance=None):
         ) as context,
     ):
         return checkpoint_schedule(context)
-
-
-def store_crashed_plan(lake):
-    """Checkpoint 1 planned (hour 19:00) by a run that died before committing it."""
-    plan = CheckpointPlan(
-        checkpoint_id=1,
-        topic=lake.name,
-        hour=datetime(2026, 11, 25, 19, tzinfo=UTC),
-        planned_at_ms=0,
-        run_id="crashed-run",
-        parallelism=2,
-        ranges=(PartitionRange(0, 0, 0),),
-    )
-    log = lake.settings.commit_log
-    assert lake.store.put_if_absent(log.bucket, plan_key(log, 1), plan.to_json())
 
 
 def test_an_idle_topic_launches_nothing(lake):

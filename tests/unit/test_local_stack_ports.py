@@ -10,7 +10,7 @@ import yaml
 
 from lineage_dagster.local_stack import LocalStack, StackConfig, StackError
 from lineage_dagster.local_stack.stack import _ephemeral_port_range
-from tests.conftest import TEST_PORT_OFFSET
+from tests.helpers import TEST_PORT_OFFSET
 from tests.integration import test_benchmark_smoke, test_dagster_dev, test_readme_run
 
 ROOT = Path(__file__).parents[2]
