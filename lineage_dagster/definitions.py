@@ -5,8 +5,9 @@ from dagster import Definitions
 from lineage_dagster.assets import build_checkpoint_assets, pipeline_health_sensor
 from lineage_dagster.assets.checkpoint import setting_tags, step_settings
 from lineage_dagster.executors import checkpoint_executor, step_output_io_manager
+from lineage_dagster.jobs import build_checkpoint_job
 from lineage_dagster.resources import build_resources
-from lineage_dagster.sensors import build_checkpoint_job, catch_up_sensor, checkpoint_schedule
+from lineage_dagster.sensors import catch_up_sensor, checkpoint_schedule
 from lineage_dagster.settings import load_settings
 
 settings = load_settings()

@@ -9,7 +9,7 @@ if [ ! -x "$VENV/bin/lineage" ]; then
   echo "Setting up $VENV (first run only)..."
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e .
+  "$VENV/bin/pip" install -q -e '.[local]'
 fi
 # shellcheck disable=SC2086 # LINEAGE_DEV_ARGS is a list of flags on purpose
 exec "$VENV/bin/lineage" dev ${LINEAGE_DEV_ARGS:-} "$@"

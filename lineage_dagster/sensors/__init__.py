@@ -1,3 +1,3 @@
-from lineage_dagster.sensors.schedule import CHECKPOINT_JOB_NAME, build_checkpoint_job, catch_up_sensor, checkpoint_schedule
+from lineage_dagster.sensors.schedule import catch_up_sensor, checkpoint_schedule
 
-__all__ = ["CHECKPOINT_JOB_NAME", "build_checkpoint_job", "catch_up_sensor", "checkpoint_schedule"]
+__all__ = ["catch_up_sensor", "checkpoint_schedule"]

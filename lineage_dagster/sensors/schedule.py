@@ -2,62 +2,28 @@
 sensor when a large backlog waits; never two checkpoints in flight. Each run is for the partition of
 the hour it lands in, which is added to the checkpoint assets' partitions as the run is requested."""
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from dagster import (
-    AssetSelection,
     DagsterInstance,
-    DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
-    ExecutorDefinition,
     RunRequest,
     RunsFilter,
     ScheduleEvaluationContext,
     SensorEvaluationContext,
     SkipReason,
-    define_asset_job,
-    in_process_executor,
     schedule,
     sensor,
 )
 
-from lineage_dagster.assets.checkpoint import (
-    CHECKPOINT_ASSET_KEYS,
-    CHECKPOINT_HOURS,
-    CHECKPOINT_TAG,
-    last_committed_hint,
-)
+from lineage_dagster.assets.checkpoint import CHECKPOINT_HOURS, CHECKPOINT_TAG, last_committed_hint
+from lineage_dagster.jobs import CHECKPOINT_JOB_NAME, IN_FLIGHT
 from lineage_dagster.ledger.paths import hour_key
 from lineage_dagster.ledger.plan import backlog
 from lineage_dagster.ledger.protocol import find_pending_plan
 from lineage_dagster.resources.kafka import KafkaResource
 from lineage_dagster.resources.lake import LakeResource
-
-CHECKPOINT_JOB_NAME = "checkpoint_job"
-# The run queue admits one run with this tag at a time (see deploy/dagster.yaml).
-SINGLE_FLIGHT_TAG = {"lineage/pipeline": "checkpoint"}
-IN_FLIGHT = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-]
-
-
-def build_checkpoint_job(  # noqa: ANN201 - an unresolved asset job
-    executor_def: ExecutorDefinition = in_process_executor, tags: Mapping[str, str] | None = None
-):
-    """The checkpoint job on `executor_def`; `tags` go on every run (the settings it was launched with)."""
-    return define_asset_job(
-        CHECKPOINT_JOB_NAME,
-        selection=AssetSelection.assets(*CHECKPOINT_ASSET_KEYS),
-        executor_def=executor_def,
-        tags={**SINGLE_FLIGHT_TAG, **(tags or {})},
-        description="One checkpoint: plan, write Parquet per subtask, write the commit log and commit.",
-    )
 
 
 def _next_checkpoint(

@@ -18,8 +18,9 @@ from dagster import (
 )
 
 from lineage_dagster.assets import build_checkpoint_assets
+from lineage_dagster.jobs import build_checkpoint_job
 from lineage_dagster.resources import build_resources
-from lineage_dagster.sensors import build_checkpoint_job, catch_up_sensor, checkpoint_schedule
+from lineage_dagster.sensors import catch_up_sensor, checkpoint_schedule
 from lineage_dagster.settings import load_settings
 
 
