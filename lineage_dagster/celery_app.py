@@ -14,15 +14,16 @@ from dagster_celery.tasks import create_task
 import lineage_dagster.definitions
 import lineage_dagster.ingest.subtask  # noqa: F401
 from lineage_dagster.executors import celery_config_source
-from lineage_dagster.settings import SettingsError, load_settings
+from lineage_dagster.resources.kafka import resolved
+from lineage_dagster.settings import SettingsError, load_resources
 
-_execution = load_settings().execution
+_execution = load_resources().execution
 if _execution.executor != "celery" or _execution.celery_broker_url is None:
     # Its steps would hand their outputs over where the other workers cannot find them.
     raise SettingsError("a Celery worker needs CHECKPOINT_EXECUTOR=celery and CELERY_BROKER_URL, as the code location has")
 app = make_app(
     CeleryExecutor.for_cli(
-        broker=_execution.celery_broker_url,
+        broker=resolved(_execution.celery_broker_url),
         backend=_execution.celery_results_url,
         config_source=celery_config_source(_execution),
     ).app_args()

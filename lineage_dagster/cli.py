@@ -14,8 +14,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lineage_dagster.settings import Settings, SettingsError, load_settings
+from lineage_dagster.settings import SettingsError, load_resources
+
+if TYPE_CHECKING:
+    from lineage_dagster.clients.s3 import S3ObjectStore
+    from lineage_dagster.resources.lake import LakeResource
 
 
 class UserError(Exception):
@@ -46,22 +51,18 @@ def cmd_services(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client_config(settings: Settings) -> dict[str, str]:
-    return {"bootstrap.servers": settings.kafka_bootstrap_servers, **settings.kafka_security.client_config()}
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     from lineage_dagster.generator import produce_events
 
-    settings = load_settings()
+    kafka = load_resources().kafka
     # Default: 10 msg/s like the seed, or full speed when a --count is given.
     rate = args.rate if args.rate is not None else (None if args.count else 10.0)
     target = f"{args.count} records" if args.count else "records until stopped"
-    print(f"producing {target} to {settings.kafka_topic} at {f'{rate:g}/s' if rate else 'full speed'}", flush=True)
+    print(f"producing {target} to {kafka.topic} at {f'{rate:g}/s' if rate else 'full speed'}", flush=True)
     started = time.monotonic()
     sent = produce_events(
-        _client_config(settings),
-        settings.kafka_topic,
+        kafka.client_config(),
+        kafka.topic,
         rate=rate,
         count=args.count,
         progress=lambda n: print(f"  {n} records", flush=True) if n % 100_000 == 0 else None,
@@ -70,12 +71,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ledger(settings: Settings):  # noqa: ANN202 - an S3ObjectStore
-    from lineage_dagster.clients.s3 import S3ObjectStore, make_s3_client
-
-    store = S3ObjectStore(make_s3_client(settings.s3))
-    store.check_bucket(settings.commit_log.bucket)
-    return store
+def _ledger() -> tuple[LakeResource, S3ObjectStore]:
+    """The lake as the environment configures it, and its store, once the commit log's bucket answers."""
+    lake = load_resources().lake
+    store = lake.store()
+    store.check_bucket(lake.commit_log.bucket)
+    return lake, store
 
 
 def _ms_to_iso(ms: int) -> str:
@@ -85,8 +86,8 @@ def _ms_to_iso(ms: int) -> str:
 def cmd_checkpoints(args: argparse.Namespace) -> int:
     from lineage_dagster.ledger.verify import committed_checkpoints
 
-    settings = load_settings()
-    markers, uncommitted = committed_checkpoints(_ledger(settings), settings.commit_log)
+    lake, store = _ledger()
+    markers, uncommitted = committed_checkpoints(store, lake.commit_log)
     if args.json:
         print(json.dumps([json.loads(m.to_json()) for m in markers[-args.limit :]], indent=2))
         return 0
@@ -106,11 +107,10 @@ def cmd_files(args: argparse.Namespace) -> int:
     from lineage_dagster.ledger.protocol import read_marker
     from lineage_dagster.ledger.verify import read_checkpoint_rows
 
-    settings = load_settings()
-    store = _ledger(settings)
-    if read_marker(store, settings.commit_log, args.checkpoint_id) is None:
-        raise UserError(f"checkpoint {args.checkpoint_id} is not committed in {settings.commit_log}")
-    for row in read_checkpoint_rows(store, settings.commit_log, args.checkpoint_id):
+    lake, store = _ledger()
+    if read_marker(store, lake.commit_log, args.checkpoint_id) is None:
+        raise UserError(f"checkpoint {args.checkpoint_id} is not committed in {lake.commit_log}")
+    for row in read_checkpoint_rows(store, lake.commit_log, args.checkpoint_id):
         print(
             f"{row.s3_key}  {row.kind}  partition={row.kafka_partition} offsets=[{row.start_offset},{row.end_offset}) "
             f"records={row.record_count} run_id={row.run_id}"
@@ -121,12 +121,11 @@ def cmd_files(args: argparse.Namespace) -> int:
 def cmd_locate(args: argparse.Namespace) -> int:
     from lineage_dagster.ledger.verify import committed_checkpoints, read_checkpoint_rows
 
-    settings = load_settings()
-    store = _ledger(settings)
-    markers, _ = committed_checkpoints(store, settings.commit_log)
+    lake, store = _ledger()
+    markers, _ = committed_checkpoints(store, lake.commit_log)
     for marker in markers:
         if any(r.partition == args.partition and r.start <= args.offset < r.end for r in marker.ranges):
-            rows = read_checkpoint_rows(store, settings.commit_log, marker.checkpoint_id)
+            rows = read_checkpoint_rows(store, lake.commit_log, marker.checkpoint_id)
             for row in rows:  # a data and a dead-letter file may share a range; one holds the record
                 if row.kafka_partition == args.partition and row.start_offset <= args.offset < row.end_offset:
                     print(f"checkpoint {marker.checkpoint_id} (run {marker.run_id}): {row.s3_key} ({row.kind})")
@@ -137,12 +136,12 @@ def cmd_locate(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from lineage_dagster.ledger.verify import verify_ledger
 
-    settings = load_settings()
+    lake, store = _ledger()
     started = time.monotonic()
     report = verify_ledger(
-        _ledger(settings),
-        settings.commit_log,
-        [settings.output, settings.dropped],
+        store,
+        lake.commit_log,
+        [lake.output, lake.dropped],
         deep=args.deep,
         progress=None if args.json else lambda message: print(f"  {message}", file=sys.stderr, flush=True),
     )

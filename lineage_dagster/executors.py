@@ -18,17 +18,18 @@ from dagster import (
     multiple_process_executor_requirements,
     multiprocess_executor,
 )
-from dagster_aws.s3 import S3PickleIOManager, S3Resource
+from dagster_aws.s3 import S3PickleIOManager
 
+from lineage_dagster.resources.execution import ExecutionResource
+from lineage_dagster.resources.lake import LakeResource
 from lineage_dagster.resources.step_outputs import step_output_files
-from lineage_dagster.settings import ExecutionSettings, Settings
 
 # Imported once by the forkserver, so each step process starts from a loaded code location and
 # data path (polars, numpy: ~0.3 CPU-s a process) instead of importing them afresh.
 PRELOADED_MODULES = ["lineage_dagster.definitions", "lineage_dagster.ingest.subtask"]
 
 
-def celery_config_source(settings: ExecutionSettings) -> dict[str, object]:
+def celery_config_source(settings: ExecutionResource) -> dict[str, object]:
     """Celery settings the run and every worker share. A step's task is acknowledged only once it
     finished, so a step whose worker died is handed to another worker: at once when the worker's
     pool process died, after the visibility timeout when the whole worker (or its machine) did. A
@@ -45,11 +46,6 @@ def celery_config_source(settings: ExecutionSettings) -> dict[str, object]:
             "max_retries": 3,
         },
     }
-
-
-def celery_results_env(settings: ExecutionSettings) -> str:
-    """The variable holding the results backend's URL: the broker's unless CELERY_BACKEND_URL is set."""
-    return "CELERY_BACKEND_URL" if settings.celery_backend_url else "CELERY_BROKER_URL"
 
 
 class CeleryBrokerUnreachable(RuntimeError):
@@ -70,7 +66,7 @@ def check_celery_broker(url: str, timeout_s: float = 5.0) -> None:
             ) from None
 
 
-def _celery_executor(settings: ExecutionSettings) -> ExecutorDefinition:
+def _celery_executor(settings: ExecutionResource) -> ExecutorDefinition:
     from dagster_celery import celery_executor
 
     @executor(
@@ -89,20 +85,20 @@ def _celery_executor(settings: ExecutionSettings) -> ExecutorDefinition:
     return checked_celery_executor.configured(
         {
             "broker": {"env": "CELERY_BROKER_URL"},
-            "backend": {"env": celery_results_env(settings)},
+            "backend": {"env": settings.celery_results_env},
             "config_source": celery_config_source(settings),
         }
     )
 
 
-def checkpoint_executor(settings: Settings) -> ExecutorDefinition:
-    name = settings.execution.executor
+def checkpoint_executor(execution: ExecutionResource) -> ExecutorDefinition:
+    name = execution.executor
     if name == "multiprocess":
         return multiprocess_executor.configured(
             {"start_method": {"forkserver": {"preload_modules": PRELOADED_MODULES}}}, name="multiprocess"
         )
     if name == "celery":
-        return _celery_executor(settings.execution)
+        return _celery_executor(execution)
     if name == "k8s":
         from dagster_k8s import k8s_job_executor
 
@@ -110,11 +106,11 @@ def checkpoint_executor(settings: Settings) -> ExecutorDefinition:
     return in_process_executor
 
 
-def step_output_io_manager(settings: Settings, s3: S3Resource) -> IOManagerDefinition | S3PickleIOManager:
+def step_output_io_manager(execution: ExecutionResource, lake: LakeResource) -> IOManagerDefinition | S3PickleIOManager:
     """Celery workers and Kubernetes pods may sit on other machines, so their steps hand outputs
     over through S3, beside the commit log; on one machine they go to the instance's storage
     directory."""
-    if settings.execution.executor not in ("celery", "k8s"):
+    if execution.executor not in ("celery", "k8s"):
         return step_output_files
-    log = settings.commit_log
-    return S3PickleIOManager(s3_resource=s3, s3_bucket=log.bucket, s3_prefix=log.key("_step-outputs"))
+    log = lake.commit_log
+    return S3PickleIOManager(s3_resource=lake.s3, s3_bucket=log.bucket, s3_prefix=log.key("_step-outputs"))

@@ -1,124 +1,113 @@
-"""Every environment variable the product reads, parsed and validated in one place.
+"""Every environment variable the product reads, and the resources they fill.
 
-Names and defaults follow the Flink seed (`KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_TOPIC`, `OUTPUT_PATH`,
-`WRITE_AHEAD_COMMIT_LOG_PATH`); S3 uses the standard `AWS_*` variables.
+Each setting is a field of one resource (its default, description and validation are there); this
+module only says which variable fills which field. Names follow the Flink seed
+(`KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_TOPIC`, `OUTPUT_PATH`, `WRITE_AHEAD_COMMIT_LOG_PATH`); S3 uses the
+standard `AWS_*` variables. Secrets become `EnvVar`s, so Dagster never stores or shows their values;
+they are read from the process environment (where Dagster reads them) whatever `env` is given.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from lineage_dagster.ledger.paths import S3Location
+from dagster import ConfigurableResource, EnvVar
+from dagster_aws.s3 import S3Resource
+from pydantic import ValidationError
+
+from lineage_dagster.resources.execution import ExecutionResource
+from lineage_dagster.resources.kafka import KafkaResource
+from lineage_dagster.resources.lake import LakeResource
+from lineage_dagster.resources.limits import CheckpointLimits
 
 
 class SettingsError(ValueError):
     """A setting has a value the product cannot use; the message names the variable to fix."""
 
 
-@dataclass(frozen=True)
-class KafkaSecurity:
-    """Client security settings, passed straight to librdkafka. Secrets never leave this object."""
-
-    protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: str | None = field(default=None, repr=False)
-    ssl_ca_location: str | None = None
-
-    def client_config(self) -> dict[str, str]:
-        config = {"security.protocol": self.protocol}
-        optional = {
-            "sasl.mechanism": self.sasl_mechanism,
-            "sasl.username": self.sasl_username,
-            "sasl.password": self.sasl_password,
-            "ssl.ca.location": self.ssl_ca_location,
-        }
-        config.update({key: value for key, value in optional.items() if value})
-        return config
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    endpoint_url: str | None
-    access_key_id: str | None = field(repr=False)
-    secret_access_key: str | None = field(repr=False)
-    region: str
-
-
-EXECUTORS = ("in_process", "multiprocess", "celery", "k8s")
-
-
-@dataclass(frozen=True)
-class ExecutionSettings:
-    """Which Dagster executor runs a checkpoint's steps, and the Celery broker when it is Celery."""
-
-    executor: str = "in_process"
-    celery_broker_url: str | None = field(default=None, repr=False)  # may carry a password
-    celery_backend_url: str | None = field(default=None, repr=False)  # None: results go through the broker
-    celery_visibility_timeout_s: int = 600
-
-    @property
-    def celery_results_url(self) -> str | None:
-        return self.celery_backend_url or self.celery_broker_url
+# Variable -> field, per resource.
+KAFKA = {
+    "KAFKA_BOOTSTRAP_SERVERS": "bootstrap_servers",
+    "KAFKA_TOPIC": "topic",
+    "KAFKA_SECURITY_PROTOCOL": "security_protocol",
+    "KAFKA_SASL_MECHANISM": "sasl_mechanism",
+    "KAFKA_SASL_USERNAME": "sasl_username",
+    "KAFKA_SASL_PASSWORD": "sasl_password",
+    "KAFKA_SSL_CA_LOCATION": "ssl_ca_location",
+}
+LAKE = {"OUTPUT_PATH": "output_path", "WRITE_AHEAD_COMMIT_LOG_PATH": "commit_log_path", "DROPPED_PATH": "dropped_path"}
+S3 = {
+    "AWS_ENDPOINT_URL": "endpoint_url",
+    "AWS_DEFAULT_REGION": "region_name",
+    "AWS_REGION": "region_name",  # wins over AWS_DEFAULT_REGION, as in boto3
+    "AWS_ACCESS_KEY_ID": "aws_access_key_id",
+    "AWS_SECRET_ACCESS_KEY": "aws_secret_access_key",
+}
+LIMITS = {
+    "MAX_RECORDS_PER_CHECKPOINT": "max_records_per_checkpoint",
+    "MAX_RECORD_BYTES": "max_record_bytes",
+    "SUBTASK_BUFFER_BYTES": "subtask_buffer_bytes",
+    "ALLOW_OFFSET_LOSS": "allow_offset_loss",
+}
+EXECUTION = {
+    "CHECKPOINT_EXECUTOR": "executor",
+    "PARALLELISM": "parallelism",
+    "CELERY_BROKER_URL": "celery_broker_url",
+    "CELERY_BACKEND_URL": "celery_backend_url",
+    "CELERY_VISIBILITY_TIMEOUT_S": "celery_visibility_timeout_s",
+}
+SECRETS = {"KAFKA_SASL_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CELERY_BROKER_URL", "CELERY_BACKEND_URL"}
 
 
-@dataclass(frozen=True)
-class Settings:
-    kafka_bootstrap_servers: str
-    kafka_topic: str
-    kafka_security: KafkaSecurity
-    output: S3Location
-    commit_log: S3Location
-    dropped: S3Location
-    s3: S3Settings
-    parallelism: int
-    max_records_per_checkpoint: int
-    max_record_bytes: int
-    subtask_buffer_bytes: int
-    allow_offset_loss: bool
-    execution: ExecutionSettings
-
-
-_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-
-
-def _whole_number(env: Mapping[str, str], name: str, default: int, maximum: int, minimum: int = 1) -> int:
-    raw = env.get(name, "").strip() or str(default)
+def _build(resource: type[ConfigurableResource], variables: Mapping[str, str], env: Mapping[str, str], **extra: object):  # noqa: ANN202
+    """`resource` from the variables that are set (the rest keep the field's default); a bad value
+    fails naming its variable."""
+    values: dict[str, object] = {}
+    raw: dict[str, str] = {}
+    for name, field in variables.items():
+        value = env.get(name, "").strip()
+        if value:
+            values[field] = EnvVar(name) if name in SECRETS else value
+            raw[field] = name
     try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
-    if not minimum <= value <= maximum:
-        raise SettingsError(f"{name}={value} must be between {minimum} and {maximum}")
-    return value
+        return resource(**{**extra, **values})
+    except ValidationError as error:
+        problems = []
+        for problem in error.errors():
+            field = str(problem["loc"][0]) if problem["loc"] else None
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            if field in raw:
+                shown = "<secret>" if raw[field] in SECRETS else repr(env[raw[field]].strip())
+                message = f"{raw[field]}={shown}: {message}"
+            problems.append(message)
+        raise SettingsError("; ".join(problems)) from None
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "").strip().lower() or "false"
-    if raw not in {"true", "false"}:
-        raise SettingsError(f"{name}={raw!r} must be true or false")
-    return raw == "true"
+@dataclass(frozen=True)
+class PipelineResources:
+    """The pipeline's resources as the environment configures them."""
+
+    kafka: KafkaResource
+    lake: LakeResource
+    limits: CheckpointLimits
+    execution: ExecutionResource
+
+    def dagster_resources(self) -> dict[str, ConfigurableResource]:
+        """What the assets, the schedule and the sensors take, by resource key."""
+        return {"kafka": self.kafka, "lake": self.lake, "limits": self.limits}
 
 
-def _location(env: Mapping[str, str], name: str, default: str) -> S3Location:
-    raw = env.get(name, "").strip() or default
-    try:
-        return S3Location.parse(raw)
-    except ValueError as error:
-        raise SettingsError(f"{name}={raw!r}: {error}") from None
-
-
-def _execution(env: Mapping[str, str]) -> ExecutionSettings:
-    executor = env.get("CHECKPOINT_EXECUTOR", "").strip().lower() or "in_process"
-    if executor not in EXECUTORS:
-        raise SettingsError(f"CHECKPOINT_EXECUTOR={executor!r} must be one of {', '.join(EXECUTORS)}")
-    broker = env.get("CELERY_BROKER_URL", "").strip() or None
-    backend = env.get("CELERY_BACKEND_URL", "").strip() or None
-    if executor == "celery" and broker is None:
-        raise SettingsError("CHECKPOINT_EXECUTOR=celery needs CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
-    return ExecutionSettings(executor, broker, backend, _whole_number(env, "CELERY_VISIBILITY_TIMEOUT_S", 600, 86_400, minimum=5))
+def load_resources(env: Mapping[str, str] | None = None) -> PipelineResources:
+    """Read and validate every setting; raises SettingsError naming the variable at fault."""
+    env = os.environ if env is None else env
+    return PipelineResources(
+        kafka=_build(KafkaResource, KAFKA, env),
+        lake=_build(LakeResource, LAKE, env, s3=_build(S3Resource, S3, env, max_attempts=5)),
+        limits=_build(CheckpointLimits, LIMITS, env),
+        execution=_build(ExecutionResource, EXECUTION, env),
+    )
 
 
 @dataclass(frozen=True)
@@ -146,45 +135,3 @@ def fault_injection(env: Mapping[str, str] | None = None) -> FaultInjection | No
     if action.startswith("sleep="):
         return FaultInjection(point, "sleep", float(action[len("sleep=") :]), once_file or None)
     raise SettingsError(f"LINEAGE_FAULT={raw!r} must be <point>:kill or <point>:sleep=SECONDS, optionally :<once-file>")
-
-
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every setting; raises SettingsError naming the variable at fault."""
-    env = os.environ if env is None else env
-    bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or "kafka:9092"
-    topic = env.get("KAFKA_TOPIC", "").strip() or "lineage-input"
-    protocol = (env.get("KAFKA_SECURITY_PROTOCOL", "").strip() or "PLAINTEXT").upper()
-    if protocol not in _PROTOCOLS:
-        raise SettingsError(f"KAFKA_SECURITY_PROTOCOL={protocol!r} must be one of {', '.join(_PROTOCOLS)}")
-    security = KafkaSecurity(
-        protocol=protocol,
-        sasl_mechanism=env.get("KAFKA_SASL_MECHANISM") or None,
-        sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
-        sasl_password=env.get("KAFKA_SASL_PASSWORD") or None,
-        ssl_ca_location=env.get("KAFKA_SSL_CA_LOCATION") or None,
-    )
-    output = _location(env, "OUTPUT_PATH", "s3://flink-data/output")
-    commit_log = _location(env, "WRITE_AHEAD_COMMIT_LOG_PATH", "s3://flink-data/write-ahead-commit-log")
-    dropped = _location(env, "DROPPED_PATH", f"s3://{output.bucket}/dropped")
-    if output.contains(commit_log) or commit_log.contains(output):
-        raise SettingsError("OUTPUT_PATH and WRITE_AHEAD_COMMIT_LOG_PATH must not contain one another")
-    return Settings(
-        kafka_bootstrap_servers=bootstrap,
-        kafka_topic=topic,
-        kafka_security=security,
-        output=output,
-        commit_log=commit_log,
-        dropped=dropped,
-        s3=S3Settings(
-            endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
-            access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
-            secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-        ),
-        parallelism=_whole_number(env, "PARALLELISM", 2, 256),
-        max_records_per_checkpoint=_whole_number(env, "MAX_RECORDS_PER_CHECKPOINT", 1_000_000, 100_000_000),
-        max_record_bytes=_whole_number(env, "MAX_RECORD_BYTES", 1_048_576, 1_073_741_824),
-        subtask_buffer_bytes=_whole_number(env, "SUBTASK_BUFFER_BYTES", 67_108_864, 68_719_476_736),
-        allow_offset_loss=_flag(env, "ALLOW_OFFSET_LOSS"),
-        execution=_execution(env),
-    )

@@ -1,12 +1,12 @@
 """In-memory Kafka and S3 behind the pipeline's own resources, for tests without any service:
 
-    kafka, lake = InMemoryKafkaResource(), InMemoryLakeResource()
-    kafka.produce(1000)
+    resources = in_memory_resources()
+    resources["kafka"].produce(1000)
     instance = DagsterInstance.ephemeral()
     result = materialize_to_memory(
         build_checkpoint_assets(parallelism=2),
         instance=instance,
-        resources={"kafka": kafka, "lake": lake},
+        resources=resources,
         partition_key=current_hour_partition(instance),
     )
 
@@ -21,7 +21,6 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 from dagster import DagsterInstance
-from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from lineage_dagster.assets.checkpoint import CHECKPOINT_HOURS
@@ -32,6 +31,7 @@ from lineage_dagster.ledger.plan import PartitionRange
 from lineage_dagster.ledger.store import InMemoryObjectStore
 from lineage_dagster.resources.kafka import KafkaResource
 from lineage_dagster.resources.lake import LakeResource
+from lineage_dagster.resources.limits import CheckpointLimits
 
 _TOPICS: dict[str, InMemoryTopic] = {}
 _STORES: dict[str, InMemoryObjectStore] = {}
@@ -93,10 +93,6 @@ class InMemoryKafkaResource(KafkaResource):
 class InMemoryLakeResource(LakeResource):
     """`LakeResource` on an in-memory object store (buckets need not be created)."""
 
-    s3: S3Resource = Field(default_factory=S3Resource)
-    output_path: str = "s3://flink-data/output"
-    commit_log_path: str = "s3://flink-data/write-ahead-commit-log"
-    dropped_path: str = "s3://flink-data/dropped"
     memory_key: str = Field(default_factory=_new_key, description="which in-memory store (one per resource)")
 
     def store(self) -> InMemoryObjectStore:  # type: ignore[override]
@@ -108,3 +104,12 @@ def current_hour_partition(instance: DagsterInstance) -> str:
     key = hour_key(datetime.now(UTC))
     instance.add_dynamic_partitions(CHECKPOINT_HOURS.name, [key])
     return key
+
+
+def in_memory_resources(partitions: int = 10, limits: CheckpointLimits | None = None) -> dict:
+    """`kafka`, `lake` and `limits` for `materialize_to_memory`, on a fresh in-memory topic and store."""
+    return {
+        "kafka": InMemoryKafkaResource(partitions=partitions),
+        "lake": InMemoryLakeResource(),
+        "limits": limits or CheckpointLimits(),
+    }

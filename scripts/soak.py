@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import random
 import subprocess
 import sys
@@ -23,12 +24,11 @@ from pathlib import Path
 import polars as pl
 
 from lineage_dagster.clients.kafka import KafkaRecordSource
-from lineage_dagster.clients.s3 import S3ObjectStore, make_s3_client
 from lineage_dagster.generator import produce_events
 from lineage_dagster.ledger.paths import split_uri
 from lineage_dagster.ledger.verify import committed_checkpoints
 from lineage_dagster.local_stack import LocalStack, StackConfig
-from lineage_dagster.settings import load_settings
+from lineage_dagster.settings import load_resources
 
 BIN = Path(sys.executable).parent
 POINTS = ["after_plan", "during_write", "after_data", "after_log", "after_marker"]
@@ -66,8 +66,9 @@ def main() -> int:
         "PATH": str(BIN),
     }
     Path(env["DAGSTER_HOME"]).mkdir(parents=True)
-    settings = load_settings(env)
-    client_config = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    os.environ.update(env)  # secrets are read from the process environment
+    resources = load_resources()
+    client_config = resources.kafka.client_config()
 
     stop = threading.Event()
 
@@ -90,16 +91,16 @@ def main() -> int:
 
     source = KafkaRecordSource(client_config, topic)
     produced = sum(high for _, high in source.watermarks().values())
-    store = S3ObjectStore(make_s3_client(settings.s3))
+    store = resources.lake.store()
     for _ in range(50):  # catch up without faults
-        markers, _ = committed_checkpoints(store, settings.commit_log)
+        markers, _ = committed_checkpoints(store, resources.lake.commit_log)
         if markers and sum(markers[-1].end_offsets().values()) >= produced:
             break
         if run_checkpoint(env, None) != 0:
             print("a clean catch-up checkpoint failed", file=sys.stderr)
     verify = subprocess.run([str(BIN / "lineage"), "verify", "--deep"], env=env, check=False)
 
-    markers, _ = committed_checkpoints(store, settings.commit_log)
+    markers, _ = committed_checkpoints(store, resources.lake.commit_log)
     frames = [
         pl.read_parquet(io.BytesIO(store.get(*split_uri(uri)) or b""), columns=["kafka_partition", "kafka_offset"])
         for marker in markers

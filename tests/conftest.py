@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lineage_dagster.clients.s3 import S3ObjectStore, make_s3_client
 from lineage_dagster.local_stack import LocalStack, StackConfig
-from lineage_dagster.settings import load_settings
+from lineage_dagster.settings import load_resources
 from tests.helpers import TEST_PORT_OFFSET, TEST_STACK_DIR, Lake
 
 INTEGRATION = Path(__file__).parent / "integration"
@@ -50,8 +49,8 @@ def lake(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Lake:
     env = stack.pipeline_env(name)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    settings = load_settings(env)
-    return Lake(name=name, env=env, settings=settings, store=S3ObjectStore(make_s3_client(settings.s3)), stack=stack)
+    resources = load_resources(env)
+    return Lake(name=name, env=env, resources=resources, store=resources.lake.store(), stack=stack)
 
 
 @pytest.fixture

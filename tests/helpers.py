@@ -10,10 +10,10 @@ from pathlib import Path
 
 from lineage_dagster.clients.s3 import S3ObjectStore
 from lineage_dagster.generator import produce_events
-from lineage_dagster.ledger.paths import plan_key
+from lineage_dagster.ledger.paths import S3Location, plan_key
 from lineage_dagster.ledger.plan import CheckpointPlan, PartitionRange
 from lineage_dagster.local_stack import LocalStack
-from lineage_dagster.settings import Settings
+from lineage_dagster.settings import PipelineResources
 
 # The developer stack uses the default ports; the suite's stack sits 21000 above them, clear of the
 # ports docker-compose.yml publishes (tests/unit/test_local_stack_ports.py checks both).
@@ -28,16 +28,32 @@ class Lake:
 
     name: str
     env: dict[str, str]
-    settings: Settings
+    resources: PipelineResources
     store: S3ObjectStore
     stack: LocalStack
 
     @property
     def client_config(self) -> dict[str, str]:
-        return {"bootstrap.servers": self.settings.kafka_bootstrap_servers}
+        return self.resources.kafka.client_config()
+
+    @property
+    def parallelism(self) -> int:
+        return self.resources.execution.parallelism
+
+    @property
+    def commit_log(self) -> S3Location:
+        return self.resources.lake.commit_log
+
+    @property
+    def output(self) -> S3Location:
+        return self.resources.lake.output
+
+    @property
+    def dropped(self) -> S3Location:
+        return self.resources.lake.dropped
 
     def produce(self, count: int, rate: float | None = None) -> int:
-        return produce_events(self.client_config, self.settings.kafka_topic, rate=rate, count=count)
+        return produce_events(self.client_config, self.name, rate=rate, count=count)
 
 
 CHECKPOINT_COMMAND = [str(BIN / "dagster"), "job", "execute", "-m", "lineage_dagster.definitions", "-j", "checkpoint_job"]
@@ -71,7 +87,7 @@ def start_checkpoint_cli(lake: Lake, dagster_home: Path, fault: str) -> subproce
 
 def wait_for_object(lake: Lake, key: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
-    while lake.store.get(lake.settings.commit_log.bucket, key) is None:
+    while lake.store.get(lake.commit_log.bucket, key) is None:
         assert time.monotonic() < deadline, f"{key} never appeared"
         assert process.poll() is None, f"the run exited with {process.returncode} before writing {key}"
         time.sleep(0.3)
@@ -88,5 +104,5 @@ def store_crashed_plan(lake):
         parallelism=2,
         ranges=(PartitionRange(0, 0, 0),),
     )
-    log = lake.settings.commit_log
+    log = lake.commit_log
     assert lake.store.put_if_absent(log.bucket, plan_key(log, 1), plan.to_json())

@@ -58,6 +58,7 @@ from lineage_dagster.ledger.plan import (
 from lineage_dagster.ledger.protocol import commit_checkpoint, fence, resolve_plan
 from lineage_dagster.resources.kafka import KafkaResource
 from lineage_dagster.resources.lake import LakeResource
+from lineage_dagster.resources.limits import CheckpointLimits
 
 # Keys are hours, `2026-12-07-03:00`: only the hours checkpoints were launched in, not every hour
 # since some date (docs/design.md says why).
@@ -153,9 +154,9 @@ def _check_launch_settings(context: OpExecutionContext, here: dict[str, str]) ->
     check_settings(here, launched, context=f"step {context.op.name}", source="where the run was launched")
 
 
-def _max_record_bytes(lake: LakeResource, plan: CheckpointPlan) -> int:
+def _max_record_bytes(limits: CheckpointLimits, plan: CheckpointPlan) -> int:
     """The plan's limit; plans stored before it had one use the setting."""
-    return lake.max_record_bytes if plan.max_record_bytes is None else plan.max_record_bytes
+    return limits.max_record_bytes if plan.max_record_bytes is None else plan.max_record_bytes
 
 
 def _own_run_ids(context: OpExecutionContext) -> set[str]:
@@ -173,7 +174,9 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
         description="Fixes checkpoint N's offset ranges and stores them in S3 (chk-N/_plan.json) before any data; "
         "with no new records, plans nothing and the run ends.",
     )
-    def plan_op(context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource):  # noqa: ANN202 - yields outputs
+    def plan_op(  # noqa: ANN202 - yields outputs
+        context: OpExecutionContext, kafka: KafkaResource, lake: LakeResource, limits: CheckpointLimits
+    ):
         here = step_settings(kafka, lake, parallelism)
         _check_launch_settings(context, here)
         store = lake.store()
@@ -190,13 +193,13 @@ def _plan_op(parallelism: int):  # noqa: ANN202 - a Dagster op definition
                 hour=partition_hour or hour_start(datetime.now(UTC)),
                 committed_ends=committed_ends,
                 watermarks=source.watermarks(),
-                max_records=lake.max_records_per_checkpoint,
+                max_records=limits.max_records_per_checkpoint,
                 parallelism=parallelism,
                 run_id=context.run_id,
                 planned_at_ms=_now_ms(),
-                allow_offset_loss=lake.allow_offset_loss,
-                buffer_bytes=lake.subtask_buffer_bytes,
-                max_record_bytes=lake.max_record_bytes,
+                allow_offset_loss=limits.allow_offset_loss,
+                buffer_bytes=limits.subtask_buffer_bytes,
+                max_record_bytes=limits.max_record_bytes,
                 output_path=str(lake.output),
                 dropped_path=str(lake.dropped),
                 commit_log_path=str(lake.commit_log),
@@ -257,7 +260,7 @@ def _subtask_op(subtask: int, parallelism: int):  # noqa: ANN202 - a Dagster op 
         description=f"Reads subtask {subtask}'s planned ranges from Kafka and writes its Parquet files.",
     )
     def write_subtask(
-        context: OpExecutionContext, plan: CheckpointPlan, kafka: KafkaResource, lake: LakeResource
+        context: OpExecutionContext, plan: CheckpointPlan, kafka: KafkaResource, lake: LakeResource, limits: CheckpointLimits
     ) -> SubtaskFiles:
         # Imported here: polars and numpy load only in a process that writes records.
         from lineage_dagster.ingest.subtask import write_subtask_files
@@ -273,7 +276,7 @@ def _subtask_op(subtask: int, parallelism: int):  # noqa: ANN202 - a Dagster op 
             store=store,
             output=lake.output,
             dropped=lake.dropped,
-            max_record_bytes=_max_record_bytes(lake, plan),
+            max_record_bytes=_max_record_bytes(limits, plan),
         )
         if subtask == 0:
             faults.reach("during_write")

@@ -8,8 +8,6 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from lineage_dagster.settings import S3Settings
-
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 
@@ -18,13 +16,17 @@ class S3AccessError(RuntimeError):
     """S3 refused or could not be reached; the message says which setting to look at."""
 
 
-def make_s3_client(settings: S3Settings) -> Any:
+def make_s3_client(
+    *, endpoint_url: str | None, region: str | None, access_key_id: str | None, secret_access_key: str | None
+) -> Any:
+    """The one way this package makes an S3 client: the standard retry mode, bounded timeouts; unset
+    credentials and region come from boto3's default chain (instance profile, IRSA, AWS_PROFILE)."""
     return boto3.client(
         "s3",
-        endpoint_url=settings.endpoint_url,
-        aws_access_key_id=settings.access_key_id,
-        aws_secret_access_key=settings.secret_access_key,
-        region_name=settings.region,
+        endpoint_url=endpoint_url,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        region_name=region,
         config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30),
     )
 

@@ -1,29 +1,50 @@
-from dagster import ConfigurableResource
+"""The source: which Kafka cluster and topic, and how to authenticate to it."""
+
+from typing import Literal
+
+from dagster import ConfigurableResource, EnvVar
+from pydantic import Field, field_validator
 
 from lineage_dagster.clients.kafka import KafkaRecordSource
-from lineage_dagster.settings import KafkaSecurity
+
+
+def resolved(value: str | None) -> str | None:
+    """A field's value. Dagster resolves an `EnvVar` field in a run; anywhere else (the CLI, a
+    Celery worker's start-up) it is read from the environment here."""
+    return value.get_value() if isinstance(value, EnvVar) else value
 
 
 class KafkaResource(ConfigurableResource):
-    """The source topic. `sasl_password` should be an EnvVar so it is never stored in run config."""
+    """The Kafka topic the pipeline reads."""
 
-    bootstrap_servers: str
-    topic: str
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
+    bootstrap_servers: str = Field(default="kafka:9092", description="Kafka brokers, host:port[,host:port]")
+    topic: str = Field(default="lineage-input", description="the source topic")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="librdkafka's security.protocol"
+    )
+    sasl_mechanism: str | None = Field(default=None, description="e.g. SCRAM-SHA-512 or PLAIN")
     sasl_username: str | None = None
-    sasl_password: str | None = None
-    ssl_ca_location: str | None = None
+    sasl_password: str | None = Field(default=None, description="pass as EnvVar, so Dagster never stores it")
+    ssl_ca_location: str | None = Field(default=None, description="CA certificate file that signed the brokers'")
+
+    @field_validator("security_protocol", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     def client_config(self) -> dict[str, str]:
-        security = KafkaSecurity(
-            protocol=self.security_protocol,
-            sasl_mechanism=self.sasl_mechanism,
-            sasl_username=self.sasl_username,
-            sasl_password=self.sasl_password,
-            ssl_ca_location=self.ssl_ca_location,
-        )
-        return {"bootstrap.servers": self.bootstrap_servers, **security.client_config()}
+        """librdkafka settings for this cluster."""
+        optional = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": resolved(self.sasl_password),
+            "ssl.ca.location": self.ssl_ca_location,
+        }
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+            **{key: value for key, value in optional.items() if value},
+        }
 
     def record_source(self) -> KafkaRecordSource:
         return KafkaRecordSource(self.client_config(), self.topic)

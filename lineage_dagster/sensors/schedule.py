@@ -24,6 +24,7 @@ from lineage_dagster.ledger.plan import backlog
 from lineage_dagster.ledger.protocol import find_pending_plan
 from lineage_dagster.resources.kafka import KafkaResource
 from lineage_dagster.resources.lake import LakeResource
+from lineage_dagster.resources.limits import CheckpointLimits
 
 
 def _next_checkpoint(
@@ -77,7 +78,9 @@ def checkpoint_schedule(context: ScheduleEvaluationContext, kafka: KafkaResource
     description="Launches a checkpoint before the next minute when at least half of MAX_RECORDS_PER_CHECKPOINT "
     "waits in Kafka and none is in flight, so a busy topic is drained back to back.",
 )
-def catch_up_sensor(context: SensorEvaluationContext, kafka: KafkaResource, lake: LakeResource) -> RunRequest | SkipReason:
+def catch_up_sensor(
+    context: SensorEvaluationContext, kafka: KafkaResource, lake: LakeResource, limits: CheckpointLimits
+) -> RunRequest | SkipReason:
     return _next_checkpoint(
-        context.instance, kafka, lake, datetime.now(UTC), min_backlog=max(lake.max_records_per_checkpoint // 2, 1)
+        context.instance, kafka, lake, datetime.now(UTC), min_backlog=max(limits.max_records_per_checkpoint // 2, 1)
     )

@@ -67,7 +67,7 @@ def test_bad_payloads_go_to_dropped_and_everything_is_accounted(lake, dagster_ho
 
     result = run_checkpoint_cli(lake, dagster_home, MAX_RECORD_BYTES=str(MAX_RECORD_BYTES))
     assert result.returncode == 0, result.stderr[-3000:]
-    marker = read_marker(lake.store, lake.settings.commit_log, 1)
+    marker = read_marker(lake.store, lake.commit_log, 1)
     assert (marker.record_count, marker.dropped_count) == (good, len(BAD_PAYLOADS))
 
     def read(prefix: str) -> pl.DataFrame:
@@ -87,7 +87,7 @@ def test_bad_payloads_go_to_dropped_and_everything_is_accounted(lake, dagster_ho
     assert data.select("kafka_partition", "kafka_offset").is_duplicated().sum() == 0
     assert not set(data.select("kafka_partition", "kafka_offset").iter_rows()) & set(expected_bad)
 
-    report = verify_ledger(lake.store, lake.settings.commit_log, [lake.settings.output, lake.settings.dropped], deep=True)
+    report = verify_ledger(lake.store, lake.commit_log, [lake.output, lake.dropped], deep=True)
     assert report.ok, report.violations
     assert (report.records, report.dropped, report.rows_read) == (good, len(BAD_PAYLOADS), good + len(BAD_PAYLOADS))
 
@@ -182,9 +182,9 @@ def test_large_bad_records_are_split_within_the_buffer_and_a_retry_rewrites_the_
     result = run_checkpoint_cli(lake, dagster_home, SUBTASK_BUFFER_BYTES=str(64 * 1024 * 1024))
     assert result.returncode == 0, result.stderr[-3000:]
     assert {key: lake.store.get("flink-data", key) for key in first_attempt} == first_attempt
-    marker = read_marker(lake.store, lake.settings.commit_log, 1)
+    marker = read_marker(lake.store, lake.commit_log, 1)
     assert (marker.record_count, marker.dropped_count) == (2000, 24)
-    report = verify_ledger(lake.store, lake.settings.commit_log, [lake.settings.output, lake.settings.dropped], deep=True)
+    report = verify_ledger(lake.store, lake.commit_log, [lake.output, lake.dropped], deep=True)
     assert report.ok, report.violations
 
     share = 4 * 1024 * 1024 // 5  # five partitions per subtask hold records
@@ -229,7 +229,7 @@ def test_a_large_dead_letter_file_is_written_in_row_groups_bounded_by_bytes(lake
     assert producer.flush(30) == 0
     result = run_checkpoint_cli(lake, dagster_home, MAX_RECORD_BYTES=str(1 << 20))
     assert result.returncode == 0, result.stderr[-3000:]
-    marker = read_marker(lake.store, lake.settings.commit_log, 1)
+    marker = read_marker(lake.store, lake.commit_log, 1)
     (dropped_uri,) = [uri for uri in marker.files if "/dropped/" in uri]
     body = lake.store.get(*split_uri(dropped_uri))
     frame = pl.read_parquet(io.BytesIO(body))
@@ -243,7 +243,7 @@ def test_a_large_dead_letter_file_is_written_in_row_groups_bounded_by_bytes(lake
         return int.from_bytes(parquet[-8:-4], "little")
 
     assert footer_length(body) > footer_length(one_group.getvalue())
-    report = verify_ledger(lake.store, lake.settings.commit_log, [lake.settings.output, lake.settings.dropped], deep=True)
+    report = verify_ledger(lake.store, lake.commit_log, [lake.output, lake.dropped], deep=True)
     assert report.ok, report.violations
 
 
@@ -255,12 +255,12 @@ def test_a_retry_drops_by_the_record_size_limit_its_plan_was_made_with(lake, dag
     assert crashed.returncode == -9, crashed.stderr[-2000:]
     retried = run_checkpoint_cli(lake, dagster_home)
     assert retried.returncode == 0, retried.stderr[-3000:]
-    first = read_marker(lake.store, lake.settings.commit_log, 1)
+    first = read_marker(lake.store, lake.commit_log, 1)
     assert (first.record_count, first.dropped_count) == (0, 1000)
     dropped = pl.concat(pl.read_parquet(io.BytesIO(lake.store.get(*split_uri(uri)))) for uri in first.files if "/dropped/" in uri)
     assert dropped["error"].str.contains("exceeds MAX_RECORD_BYTES=40").all()
 
     lake.produce(500)
     assert run_checkpoint_cli(lake, dagster_home).returncode == 0
-    second = read_marker(lake.store, lake.settings.commit_log, 2)
+    second = read_marker(lake.store, lake.commit_log, 2)
     assert (second.record_count, second.dropped_count) == (500, 0)

@@ -41,7 +41,7 @@ def test_three_checkpoints_while_producing(lake, dagster_home):
     more.join()
 
     bucket = "flink-data"
-    log = lake.settings.commit_log
+    log = lake.commit_log
     markers = [read_marker(lake.store, log, n) for n in (1, 2, 3)]
     assert all(markers), "three committed checkpoints"
     assert read_marker(lake.store, log, 4) is None
@@ -71,7 +71,7 @@ def test_three_checkpoints_while_producing(lake, dagster_home):
             assert sorted(offsets["kafka_offset"].to_list()) == list(range(r.start, r.end))
 
     csv_keys = [k for k in lake.store.list_keys(bucket, f"{lake.name}/write-ahead-commit-log/") if k.endswith(".csv")]
-    assert len(csv_keys) == 3 * lake.settings.parallelism
+    assert len(csv_keys) == 3 * lake.parallelism
     listed = {row.s3_key for key in csv_keys for row in parse_csv(lake.store.get(bucket, key))}
     assert listed == {f"s3://{bucket}/{key}" for key in output_keys}
 

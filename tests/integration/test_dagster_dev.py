@@ -133,7 +133,7 @@ def test_schedule_commits_consecutive_checkpoints_and_ui_shows_them(lake, dagste
         assert {"lineage_input", "checkpoint_plan", "enriched_events", "write_ahead_commit_log"} <= names
 
         def two_committed():
-            markers, _ = committed_checkpoints(lake.store, lake.settings.commit_log)
+            markers, _ = committed_checkpoints(lake.store, lake.commit_log)
             return markers if len(markers) >= 2 else None
 
         markers = wait_for(two_committed, 300, "two scheduled checkpoints after a killed run", dev)
@@ -175,6 +175,6 @@ def test_schedule_commits_consecutive_checkpoints_and_ui_shows_them(lake, dagste
     for before, after in itertools.pairwise(finished):
         assert after.start_time >= before.end_time, "checkpoint runs never overlap"
     assert all(r.dagster_run.tags.get("lineage/checkpoint_id") for r in finished)
-    report = verify_ledger(lake.store, lake.settings.commit_log, [lake.settings.output, lake.settings.dropped], deep=True)
+    report = verify_ledger(lake.store, lake.commit_log, [lake.output, lake.dropped], deep=True)
     assert report.ok, report.violations
     assert report.rows_read == report.records >= backlog

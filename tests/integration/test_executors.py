@@ -125,7 +125,7 @@ def test_a_celery_worker_killed_mid_subtask_loses_nothing_and_commits_once(lake,
         survivor = next(w for w in workers if w is not holder)
     assert run.returncode == 0, output[-6000:]
     assert "subtask=0 wrote 10000 records" in survivor.log, "the killed worker's subtask ran again on the other"
-    log = lake.settings.commit_log
+    log = lake.commit_log
     assert checkpoint_ids(lake.store, log) == [1]
     assert read_marker(lake.store, log, 1).record_count == 20_000
 
@@ -142,7 +142,7 @@ def test_celery_without_a_reachable_broker_fails_before_anything_is_written(lake
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "cannot reach the Celery broker at redis://127.0.0.1:1/0" in output and "CELERY_BROKER_URL" in output, output[-3000:]
-    assert lake.store.get(lake.settings.commit_log.bucket, plan_key(lake.settings.commit_log, 1)) is None
+    assert lake.store.get(lake.commit_log.bucket, plan_key(lake.commit_log, 1)) is None
 
 
 OTHER_SETTINGS = {"KAFKA_TOPIC": "{name}-other", "OUTPUT_PATH": "s3://flink-data/{name}/elsewhere", "PARALLELISM": "3"}

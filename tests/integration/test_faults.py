@@ -17,7 +17,7 @@ KILLED = -9
 
 
 def assert_exactly_once(lake, records: int) -> None:
-    report = verify_ledger(lake.store, lake.settings.commit_log, [lake.settings.output, lake.settings.dropped], deep=True)
+    report = verify_ledger(lake.store, lake.commit_log, [lake.output, lake.dropped], deep=True)
     assert report.ok, report.violations
     assert report.records == records and report.rows_read == records
     assert not report.in_flight
@@ -25,7 +25,7 @@ def assert_exactly_once(lake, records: int) -> None:
 
 def data_objects(lake) -> dict[tuple[str, str], bytes]:
     """Every data and dead-letter object of the test's lake, by (bucket, key)."""
-    locations = (lake.settings.output, lake.settings.dropped)
+    locations = (lake.output, lake.dropped)
     return {
         (location.bucket, key): lake.store.get(location.bucket, key)
         for location in locations
@@ -44,7 +44,7 @@ def test_kill_9_at_each_step_boundary_then_next_run_converges(lake, dagster_home
     lake.produce(3000)
     crashed = run_checkpoint_cli(lake, dagster_home, LINEAGE_FAULT=f"{point}:kill")
     assert crashed.returncode == KILLED, crashed.stderr[-2000:]
-    log = lake.settings.commit_log
+    log = lake.commit_log
     assert read_plan(lake.store, log, 1) is not None
     assert (read_marker(lake.store, log, 1) is not None) == (point == "after_marker")
 
@@ -59,7 +59,7 @@ def test_kill_9_at_each_step_boundary_then_next_run_converges(lake, dagster_home
 
 def test_zombie_racing_its_retry_commits_nothing(lake, dagster_home, tmp_path):
     lake.produce(3000)
-    log = lake.settings.commit_log
+    log = lake.commit_log
     zombie = start_checkpoint_cli(lake, dagster_home, "after_log:sleep=20")
     wait_for_object(lake, subtask_log_key(log, 1, 1), zombie)
     (tmp_path / "other-instance").mkdir()
@@ -81,7 +81,7 @@ def test_wiped_dagster_instance_resumes_from_the_s3_ledger(lake, dagster_home):
     dagster_home.mkdir()
     lake.produce(700)
     succeed(lake, dagster_home)
-    third = read_marker(lake.store, lake.settings.commit_log, 3)
+    third = read_marker(lake.store, lake.commit_log, 3)
     assert third is not None and third.record_count == 700
     assert_exactly_once(lake, 3200)
 
@@ -89,7 +89,7 @@ def test_wiped_dagster_instance_resumes_from_the_s3_ledger(lake, dagster_home):
 def test_s3_outage_mid_checkpoint_then_recovery(lake, dagster_home):
     lake.produce(3000)
     run = start_checkpoint_cli(lake, dagster_home, "after_plan:sleep=6")
-    log = lake.settings.commit_log
+    log = lake.commit_log
     wait_for_object(lake, plan_key(log, 1), run)
     lake.stack.stop("seaweedfs")
     try:
@@ -107,7 +107,7 @@ def test_s3_outage_mid_checkpoint_then_recovery(lake, dagster_home):
 def test_kafka_broker_restart_mid_checkpoint(lake, dagster_home):
     lake.produce(3000)
     run = start_checkpoint_cli(lake, dagster_home, "after_plan:sleep=3")
-    log = lake.settings.commit_log
+    log = lake.commit_log
     wait_for_object(lake, plan_key(log, 1), run)
     lake.stack.stop("kafka")
     lake.stack.start_kafka()
@@ -132,7 +132,7 @@ def test_offsets_deleted_before_a_retry_fail_loudly(lake, dagster_home):
     assert retry.returncode != 0
     assert "partition 4" in retry.stdout + retry.stderr
     assert "refusing to skip" in retry.stdout + retry.stderr
-    assert read_marker(lake.store, lake.settings.commit_log, 1) is None
+    assert read_marker(lake.store, lake.commit_log, 1) is None
 
 
 def test_offsets_deleted_between_checkpoints_fail_the_plan_loudly(lake, dagster_home):
@@ -143,7 +143,7 @@ def test_offsets_deleted_between_checkpoints_fail_the_plan_loudly(lake, dagster_
     failed = run_checkpoint_cli(lake, dagster_home)
     assert failed.returncode != 0
     assert "partition 3: offsets [100, 150) were deleted" in failed.stdout + failed.stderr
-    assert checkpoint_ids(lake.store, lake.settings.commit_log) == [1], "nothing planned or written"
+    assert checkpoint_ids(lake.store, lake.commit_log) == [1], "nothing planned or written"
 
 
 def test_operator_allowed_loss_is_skipped_recorded_and_verifiable(lake, dagster_home):
@@ -152,9 +152,9 @@ def test_operator_allowed_loss_is_skipped_recorded_and_verifiable(lake, dagster_
     lake.produce(1000)
     delete_records(lake, partition=3, before=150)
     succeed(lake, dagster_home, ALLOW_OFFSET_LOSS="true")
-    marker = read_marker(lake.store, lake.settings.commit_log, 2)
+    marker = read_marker(lake.store, lake.commit_log, 2)
     assert [(r.partition, r.start, r.end) for r in marker.lost] == [(3, 100, 150)]
     assert marker.record_count == 950
-    report = verify_ledger(lake.store, lake.settings.commit_log, [lake.settings.output, lake.settings.dropped], deep=True)
+    report = verify_ledger(lake.store, lake.commit_log, [lake.output, lake.dropped], deep=True)
     assert report.ok, report.violations
     assert report.records == 1950

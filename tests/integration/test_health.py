@@ -10,14 +10,11 @@ from dagster import DagsterInstance, build_sensor_context, materialize_to_memory
 
 from lineage_dagster.assets import CHECKPOINT_HOURS, build_checkpoint_assets, pipeline_health_sensor
 from lineage_dagster.ledger.paths import hour_key
-from lineage_dagster.resources import build_resources
 
 
 def evaluate(lake, instance: DagsterInstance, cursor: str | None = None):
-    resources = build_resources(lake.settings)
-    with build_sensor_context(
-        instance=instance, cursor=cursor, resources={"kafka": resources["kafka"], "lake": resources["lake"]}
-    ) as context:
+    resources = lake.resources.dagster_resources()
+    with build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
         result = pipeline_health_sensor(context)
     observation, check = result.asset_events
     return {k: v.value for k, v in observation.metadata.items()}, check, result.cursor
@@ -26,8 +23,10 @@ def evaluate(lake, instance: DagsterInstance, cursor: str | None = None):
 def commit_one_checkpoint(lake, instance: DagsterInstance) -> None:
     key = hour_key(datetime.now(UTC))
     instance.add_dynamic_partitions(CHECKPOINT_HOURS.name, [key])
-    assets = build_checkpoint_assets(lake.settings.parallelism)
-    assert materialize_to_memory(assets, instance=instance, resources=build_resources(lake.settings), partition_key=key).success
+    assets = build_checkpoint_assets(lake.parallelism)
+    assert materialize_to_memory(
+        assets, instance=instance, resources=lake.resources.dagster_resources(), partition_key=key
+    ).success
 
 
 def test_the_topic_is_observed_and_the_freshness_check_follows_the_commits(lake):

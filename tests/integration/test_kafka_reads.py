@@ -17,7 +17,7 @@ def read_offsets(batches) -> dict[int, list[int]]:
 @pytest.fixture
 def produced(lake):
     lake.produce(2000)
-    return KafkaRecordSource(lake.client_config, lake.settings.kafka_topic)
+    return KafkaRecordSource(lake.client_config, lake.name)
 
 
 RANGES = [PartitionRange(0, 10, 150), PartitionRange(3, 0, 7), PartitionRange(7, 55, 56), PartitionRange(9, 20, 20)]

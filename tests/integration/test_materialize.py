@@ -8,7 +8,6 @@ from lineage_dagster.assets import CHECKPOINT_HOURS, COMMIT_LOG_KEY, build_check
 from lineage_dagster.ledger.paths import hour_folder, hour_key
 from lineage_dagster.ledger.protocol import read_marker, read_plan
 from lineage_dagster.ledger.verify import read_checkpoint_rows
-from lineage_dagster.resources import build_resources
 
 
 def current_hour(instance: DagsterInstance) -> str:
@@ -25,14 +24,14 @@ def latest_commit_metadata(instance: DagsterInstance) -> dict:
 
 def test_two_materializations_give_contiguous_checkpoints(lake):
     instance = DagsterInstance.ephemeral()
-    assets = build_checkpoint_assets(lake.settings.parallelism)
-    resources = build_resources(lake.settings)
+    assets = build_checkpoint_assets(lake.parallelism)
+    resources = lake.resources.dagster_resources()
 
     lake.produce(1000)
     first = materialize_to_memory(assets, instance=instance, resources=resources, partition_key=current_hour(instance))
     assert first.success
     assert latest_commit_metadata(instance)["checkpoint_id"] == 1
-    rows = read_checkpoint_rows(lake.store, lake.settings.commit_log, 1)
+    rows = read_checkpoint_rows(lake.store, lake.commit_log, 1)
     assert {k: sum(r.record_count for r in rows if r.s3_key.endswith(f"-{k}.parquet")) for k in range(2)} == {0: 500, 1: 500}, (
         "each subtask step wrote its own half"
     )
@@ -47,7 +46,7 @@ def test_two_materializations_give_contiguous_checkpoints(lake):
     assert metadata["checkpoint_id"] == 2
     assert metadata["records"] == 500
 
-    log = lake.settings.commit_log
+    log = lake.commit_log
     one, two = read_marker(lake.store, log, 1), read_marker(lake.store, log, 2)
     assert one.record_count == 1000 and two.record_count == 500
     assert [r.start for r in two.ranges] == [r.end for r in one.ranges]

@@ -10,7 +10,6 @@ from dagster import DagsterInstance, DagsterRunStatus, materialize_to_memory
 from lineage_dagster.assets import CHECKPOINT_HOURS, build_checkpoint_assets
 from lineage_dagster.ledger.paths import hour_key
 from lineage_dagster.ledger.protocol import read_marker
-from lineage_dagster.resources import build_resources
 from tests.helpers import BIN, store_crashed_plan
 
 PAST = "2024-01-01-00:00"
@@ -20,9 +19,9 @@ MATERIALIZE_PAST = ["--select", "checkpoint_plan,enriched_events,write_ahead_com
 def materialize(lake, instance: DagsterInstance, partition: str):
     instance.add_dynamic_partitions(CHECKPOINT_HOURS.name, [partition])
     return materialize_to_memory(
-        build_checkpoint_assets(lake.settings.parallelism),
+        build_checkpoint_assets(lake.parallelism),
         instance=instance,
-        resources=build_resources(lake.settings),
+        resources=lake.resources.dagster_resources(),
         partition_key=partition,
         raise_on_error=False,
     )
@@ -53,7 +52,7 @@ def test_a_past_or_future_partition_plans_nothing_and_says_why(lake):
 
     current = materialize(lake, instance, hour_key(datetime.now(UTC)))
     assert current.success
-    assert read_marker(lake.store, lake.settings.commit_log, 1).record_count == 100
+    assert read_marker(lake.store, lake.commit_log, 1).record_count == 100
 
 
 def test_a_partition_that_is_not_an_hour_is_refused(lake):
@@ -77,12 +76,12 @@ def test_an_unfinished_plan_is_finished_only_by_its_own_hour(lake):
 
     own = materialize(lake, instance, "2026-11-25-19:00")
     assert own.success, "the stored plan is finished in its own hour, however late"
-    assert read_marker(lake.store, lake.settings.commit_log, 1).hour == "2026-11-25T19:00:00+00:00"
+    assert read_marker(lake.store, lake.commit_log, 1).hour == "2026-11-25T19:00:00+00:00"
 
     again = materialize(lake, instance, "2026-11-25-19:00")
     assert not again.success, "with the plan committed, that hour is past: the 50 new records are not planned into it"
     assert "this run is for partition 2026-11-25-19:00" in failure_message(again)
-    assert read_marker(lake.store, lake.settings.commit_log, 2) is None
+    assert read_marker(lake.store, lake.commit_log, 2) is None
 
 
 def test_the_cli_refuses_a_past_partition(lake, dagster_home):

@@ -2,7 +2,6 @@
 unfinished plan is finished first, under the hour it was planned in; the sensor launches early only
 for a large backlog."""
 
-import dataclasses
 from contextlib import nullcontext
 from datetime import UTC, datetime
 
@@ -10,19 +9,19 @@ from dagster import RunRequest, SkipReason, build_schedule_context, build_sensor
 
 from lineage_dagster.assets import CHECKPOINT_HOURS
 from lineage_dagster.ledger.paths import hour_key
-from lineage_dagster.resources import build_resources
+from lineage_dagster.resources import CheckpointLimits
 from lineage_dagster.sensors import catch_up_sensor, checkpoint_schedule
 from tests.helpers import store_crashed_plan
 
 
 def evaluate(lake, tick, instance=None):
-    resources = build_resources(lake.settings)
+    resources = lake.resources.dagster_resources()
     with (
         nullcontext(instance) if instance else instance_for_test() as instance,
         build_schedule_context(
             instance=instance,
             scheduled_execution_time=tick,
-            resources={"kafka": resources["kafka"], "lake": resources["lake"]},
+            resources=resources,
         ) as context,
     ):
         return checkpoint_schedule(context)
@@ -50,11 +49,8 @@ def test_pending_plan_is_finished_under_its_own_hour(lake):
 
 
 def evaluate_sensor(lake, max_records):
-    resources = build_resources(dataclasses.replace(lake.settings, max_records_per_checkpoint=max_records))
-    with (
-        instance_for_test() as instance,
-        build_sensor_context(instance=instance, resources={"kafka": resources["kafka"], "lake": resources["lake"]}) as context,
-    ):
+    resources = {**lake.resources.dagster_resources(), "limits": CheckpointLimits(max_records_per_checkpoint=max_records)}
+    with instance_for_test() as instance, build_sensor_context(instance=instance, resources=resources) as context:
         return catch_up_sensor(context)
 
 

@@ -19,9 +19,8 @@ from dagster import (
 
 from lineage_dagster.assets import build_checkpoint_assets
 from lineage_dagster.jobs import build_checkpoint_job
-from lineage_dagster.resources import build_resources
 from lineage_dagster.sensors import catch_up_sensor, checkpoint_schedule
-from lineage_dagster.settings import load_settings
+from lineage_dagster.settings import load_resources
 
 
 def test_definitions_module_loads_with_default_settings():
@@ -35,11 +34,10 @@ def test_definitions_module_loads_with_default_settings():
 
 
 def test_one_step_per_subtask():
-    settings = load_settings({"PARALLELISM": "3"})
     defs = Definitions(
-        assets=build_checkpoint_assets(settings.parallelism),
+        assets=build_checkpoint_assets(parallelism=3),
         jobs=[build_checkpoint_job()],
-        resources=build_resources(settings),
+        resources=load_resources({}).dagster_resources(),
     )
     nodes = defs.resolve_job_def("checkpoint_job").graph.node_dict["checkpoint"].definition.node_dict
     assert sorted(nodes) == [
@@ -52,13 +50,13 @@ def test_one_step_per_subtask():
 
 
 def test_schedule_skips_while_a_checkpoint_run_is_in_flight():
-    resources = build_resources(load_settings({}))
+    resources = load_resources({}).dagster_resources()
     with (
         instance_for_test() as instance,
         build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2026, 11, 25, 20, 5, tzinfo=UTC),
-            resources={"kafka": resources["kafka"], "lake": resources["lake"]},
+            resources=resources,
         ) as context,
     ):
         instance.add_run(DagsterRun(job_name="checkpoint_job", run_id="r-in-flight", status=DagsterRunStatus.STARTED))
@@ -68,10 +66,10 @@ def test_schedule_skips_while_a_checkpoint_run_is_in_flight():
 
 
 def test_catch_up_sensor_skips_while_a_checkpoint_run_is_in_flight():
-    resources = build_resources(load_settings({}))
+    resources = load_resources({}).dagster_resources()
     with (
         instance_for_test() as instance,
-        build_sensor_context(instance=instance, resources={"kafka": resources["kafka"], "lake": resources["lake"]}) as context,
+        build_sensor_context(instance=instance, resources=resources) as context,
     ):
         instance.add_run(DagsterRun(job_name="checkpoint_job", run_id="r-in-flight", status=DagsterRunStatus.STARTING))
         result = catch_up_sensor(context)
@@ -117,15 +115,3 @@ def test_a_celery_worker_refuses_to_start_without_the_code_locations_executor():
     )
     assert result.returncode != 0
     assert "a Celery worker needs CHECKPOINT_EXECUTOR=celery and CELERY_BROKER_URL" in result.stderr
-
-
-def test_loading_the_code_location_leaves_the_record_path_modules_unloaded(tmp_path):
-    # Every webserver, daemon and run process loads the definitions; most runs read no records.
-    script = tmp_path / "load.py"
-    script.write_text(
-        "import sys\n"
-        "import lineage_dagster.definitions\n"
-        "print(sorted(m for m in ('numpy', 'polars', 'fastavro') if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-W", "ignore", str(script)], capture_output=True, text=True, check=True, timeout=60)
-    assert result.stdout.strip() == "[]"

@@ -11,30 +11,27 @@ from lineage_dagster.assets import COMMIT_LOG_KEY, build_checkpoint_assets
 from lineage_dagster.ledger.paths import split_uri
 from lineage_dagster.ledger.protocol import read_marker, read_plan
 from lineage_dagster.ledger.verify import read_checkpoint_rows
-from lineage_dagster.testing import InMemoryKafkaResource, InMemoryLakeResource, current_hour_partition
+from lineage_dagster.testing import current_hour_partition, in_memory_resources
 
 CHECKS = ["committed_recently", "files_exist", "offsets_contiguous", "row_counts_match"]
 
 
 def test_two_checkpoints_offline():
     started = time.monotonic()
-    kafka, lake = InMemoryKafkaResource(partitions=4), InMemoryLakeResource()
+    resources = in_memory_resources(partitions=4)
+    kafka, lake = resources["kafka"], resources["lake"]
     assets = build_checkpoint_assets(parallelism=2)
     instance = DagsterInstance.ephemeral()
     store, log = lake.store(), lake.commit_log
 
     kafka.produce(1000)
-    first = materialize_to_memory(
-        assets, instance=instance, resources={"kafka": kafka, "lake": lake}, partition_key=current_hour_partition(instance)
-    )
+    first = materialize_to_memory(assets, instance=instance, resources=resources, partition_key=current_hour_partition(instance))
     assert first.success
     plan = read_plan(store, log, 1)
     assert plan.record_count == 1000 and {r.partition: (r.start, r.end) for r in plan.ranges} == {p: (0, 250) for p in range(4)}
 
     kafka.produce(200)
-    second = materialize_to_memory(
-        assets, instance=instance, resources={"kafka": kafka, "lake": lake}, partition_key=current_hour_partition(instance)
-    )
+    second = materialize_to_memory(assets, instance=instance, resources=resources, partition_key=current_hour_partition(instance))
     assert second.success
     assert sorted(c.check_name for c in second.get_asset_check_evaluations()) == CHECKS
     assert all(c.passed for c in second.get_asset_check_evaluations())
