@@ -25,7 +25,7 @@ from lineage_dagster.resources.lake import LakeResource
 from lineage_dagster.resources.step_outputs import step_output_files
 
 # Imported once by the forkserver, so each step process starts from a loaded code location and
-# data path (polars, numpy: ~0.3 CPU-s a process) instead of importing them afresh.
+# data path (polars, numpy) instead of importing them afresh.
 PRELOADED_MODULES = ["lineage_dagster.definitions", "lineage_dagster.ingest.subtask"]
 
 

@@ -2,7 +2,7 @@
 
 numpy is imported by the functions that read records, not here: every process that loads the
 code location imports this module (webserver, daemon, each run), and most runs read no records
-(loading numpy cost ~0.2 CPU-s of a ~2.5 CPU-s definitions load, measured).
+(numpy is a noticeable part of loading the definitions).
 """
 
 from __future__ import annotations
@@ -32,12 +32,10 @@ _TRANSIENT = {
 }
 
 
-# Prefetch is bounded (on a backlog it fills with records past the range, and with read-ahead two
-# consumers hold queues at once): at most ~20k records per partition or 32 MiB queued (seed records
-# never reach it; 64 MiB added ~60 MB to the large bad records' peak and sped nothing up). Fetching
-# resumes 10 ms after the queue drains rather than librdkafka's default second, which stalled
-# large ranges. Responses of up to 16 MiB: 1-4 MiB ones saved ~80 MB but drained a backlog ~15 %
-# slower (more fetch round trips to a broker busy on the same cores).
+# Prefetch is bounded: on a backlog it fills with records past the range, so a larger queue costs
+# memory with large records and buys no speed. Fetching resumes soon after the queue drains, not
+# after librdkafka's default second, which stalls large ranges. Large fetch responses: smaller ones
+# save a little memory but cost round trips to a broker that shares the machine's cores.
 RANGE_READ_TUNING: dict[str, int] = {
     "queued.min.messages": 20_000,
     "queued.max.messages.kbytes": 32768,
@@ -50,14 +48,14 @@ RANGE_READ_TUNING: dict[str, int] = {
 # Messages per `consume` call. Small calls are cheaper per message than large ones: each call's
 # Message objects are still in the CPU cache when their columns are read. And below Python's
 # young-generation threshold (700 container objects), a call's messages are freed before the
-# cyclic GC ever runs on them; 2,000 a call had them collected young, promoted, and then set off
-# full collections of every object a Dagster run process holds, ~40 % more CPU for reading. A call
-# returns once it has its count, collecting what librdkafka fetches meanwhile, so the count also
-# follows the payload size: about CONSUME_BYTES a call, starting from one message.
+# cyclic GC ever runs on them; larger calls had them promoted, setting off full collections of
+# every object a Dagster run process holds. A call returns once it has its count, collecting what
+# librdkafka fetches meanwhile, so the count also follows the payload size: about CONSUME_BYTES a
+# call, starting from one message.
 CONSUME_SIZE = 500
 CONSUME_BYTES = 4 * 1024 * 1024
-# Records per yielded batch (one decode call each): ~10 % cheaper end to end than 100k batches,
-# whose payloads have left the cache by the time they are decoded. A batch of large payloads ends
+# Records per yielded batch (one decode call each): larger batches' payloads have left the CPU
+# cache by the time they are decoded. A batch of large payloads ends
 # at BATCH_BYTES, so a batch's memory is bounded whatever the record size: its payloads, their
 # join, and the decoder's copy, ~3x BATCH_BYTES.
 BATCH_SIZE = 20_000

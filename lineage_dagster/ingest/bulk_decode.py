@@ -8,7 +8,7 @@ end and to be valid UTF-8, so one malformed record can never shift or corrupt it
 Anything else (long strings, malformed bytes, tombstones, oversize) goes through the per-record
 decoder in `avro.py`, which either decodes it or says why not.
 
-NumPy and Polars only: pyarrow would add ~0.25 CPU-s of import to every checkpoint run.
+NumPy and Polars only: pyarrow would add its import to every checkpoint run.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _strings(payloads: pl.Series, rows: np.ndarray, string_len: np.ndarray) -> p
 
 def _fixed_width_strings(matrix: np.ndarray) -> pl.Series | None:
     """Strings of one width from a (rows, width) byte matrix, as fixed-size arrays turned into
-    bytes (~30 % cheaper than slicing them out of the payloads); None if any is not valid UTF-8."""
+    bytes (cheaper than slicing them out of the payloads); None if any is not valid UTF-8."""
     if matrix.shape[1] == 0:
         return pl.Series("uuid", [""] * len(matrix), dtype=pl.String)
     try:

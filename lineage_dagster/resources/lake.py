@@ -51,8 +51,8 @@ class LakeResource(ConfigurableResource):
         return S3Location.parse(self.dropped_path or f"s3://{self.output.bucket}/dropped")
 
     def store(self) -> S3ObjectStore:
-        """The lake's S3. One client per configuration per process: creating one costs ~0.1 CPU-s,
-        every step needs one, and boto3 clients are thread-safe."""
+        """The lake's S3. One client per configuration per process: creating one is costly, every
+        step needs one, and boto3 clients are thread-safe."""
         s3 = self.s3
         return S3ObjectStore(
             _client_for(s3.endpoint_url, s3.region_name, resolved(s3.aws_access_key_id), resolved(s3.aws_secret_access_key))

@@ -14,9 +14,9 @@ class StepOutputFiles(IOManager):
     format of Dagster's default `fs_io_manager`, so a re-execution from failure loads the outputs its
     parent run stored (the plan above all).
 
-    Unlike that one it logs nothing. Each of its "Writing file at" / "Loading file from" lines was
-    an event Dagster stores, ~10 ms apiece with SQLite storage: 8 per checkpoint run with data, 6 of
-    them between the subtask workers' end and the commit."""
+    Unlike that one it logs nothing: each of its "Writing file at" / "Loading file from" lines is an
+    event Dagster stores, several per checkpoint, most of them between the subtasks' end and the
+    commit."""
 
     def __init__(self, base_dir: Path) -> None:
         self.base_dir = base_dir
