@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from lineage_dagster.clients.kafka_errors import ClientDiagnostics, explain_connection_failure
 from lineage_dagster.ledger.plan import OffsetsLostError, PartitionRange
 
 if TYPE_CHECKING:
@@ -139,9 +140,11 @@ class KafkaRecordSource:
         self.topic = topic
         self.timeout_s = timeout_s
 
-    def _consumer(self, **extra: Any) -> Consumer:
+    def _consumer(self, diagnostics: ClientDiagnostics | None = None, **extra: Any) -> Consumer:
         config: dict[str, Any] = {
             **self.client_config,
+            # librdkafka's errors and log lines go to `diagnostics`, not by the hundred to stderr.
+            **(diagnostics or ClientDiagnostics()).client_config(),
             "group.id": "lineage-dagster",  # never used for commits: offsets live in the ledger
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -153,16 +156,23 @@ class KafkaRecordSource:
         }
         return Consumer(config)
 
-    def _topic_partitions(self, consumer: Consumer) -> list[int]:
-        deadline = time.monotonic() + 3 * self.timeout_s
+    def _topic_metadata(self, consumer: Consumer, diagnostics: ClientDiagnostics) -> Any:
+        """The topic's metadata; fails at once on a refused login or certificate, and after
+        `timeout_s` on a broker that does not answer, saying which setting to fix."""
+        deadline = time.monotonic() + self.timeout_s
         while True:
             try:
-                metadata = consumer.list_topics(self.topic, timeout=self.timeout_s)
-            except KafkaException as error:
-                raise KafkaAccessError(
-                    f"cannot reach Kafka at {self.client_config['bootstrap.servers']!r} ({error.args[0]}); "
-                    "check KAFKA_BOOTSTRAP_SERVERS and the KAFKA_SECURITY_* settings"
-                ) from None
+                return consumer.list_topics(self.topic, timeout=1.0)
+            except KafkaException:
+                consumer.poll(0)  # hands over the errors and log lines librdkafka queued meanwhile
+                message, certain = explain_connection_failure(diagnostics.messages, self.client_config)
+                if certain or time.monotonic() > deadline:
+                    raise KafkaAccessError(message) from None
+
+    def _topic_partitions(self, consumer: Consumer, diagnostics: ClientDiagnostics) -> list[int]:
+        deadline = time.monotonic() + 3 * self.timeout_s
+        while True:
+            metadata = self._topic_metadata(consumer, diagnostics)
             topic = metadata.topics.get(self.topic)
             missing = topic is None or (topic.error is not None and topic.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART)
             if missing:
@@ -174,9 +184,10 @@ class KafkaRecordSource:
             time.sleep(0.3)
 
     def partitions(self) -> list[int]:
-        consumer = self._consumer()
+        diagnostics = ClientDiagnostics()
+        consumer = self._consumer(diagnostics)
         try:
-            return self._topic_partitions(consumer)
+            return self._topic_partitions(consumer, diagnostics)
         finally:
             consumer.close()
 
@@ -186,9 +197,10 @@ class KafkaRecordSource:
         Retries briefly on errors Kafka marks retriable (a leader moving after a topic is created or
         a broker restarts), so a transient election does not fail a checkpoint.
         """
-        consumer = self._consumer()
+        diagnostics = ClientDiagnostics()
+        consumer = self._consumer(diagnostics)
         try:
-            partitions = self._topic_partitions(consumer)
+            partitions = self._topic_partitions(consumer, diagnostics)
             deadline = time.monotonic() + 3 * self.timeout_s
             while True:
                 try:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError, SSLError
+from botocore.exceptions import ConnectionError as S3ConnectionError
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
@@ -32,6 +34,14 @@ def make_s3_client(
 
 
 def explain_s3_error(error: Exception, bucket: str) -> S3AccessError:
+    if isinstance(error, SSLError):
+        url = urlsplit(str(error.kwargs.get("endpoint_url")))
+        endpoint = f"{url.scheme}://{url.netloc}"
+        reason = "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in str(error) else str(error)
+        return S3AccessError(
+            f"cannot verify the TLS certificate of S3 at {endpoint} ({reason}); set AWS_CA_BUNDLE to the CA file that "
+            "signed it, or check AWS_ENDPOINT_URL"
+        )
     if isinstance(error, EndpointConnectionError):
         return S3AccessError(f"cannot reach S3 at {error.kwargs.get('endpoint_url')}; check AWS_ENDPOINT_URL")
     code = error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
@@ -51,8 +61,8 @@ class S3ObjectStore:
     def check_bucket(self, bucket: str) -> None:
         try:
             self.client.head_bucket(Bucket=bucket)
-        except (ClientError, EndpointConnectionError) as error:
-            raise explain_s3_error(error, bucket) from error
+        except (ClientError, S3ConnectionError) as error:
+            raise explain_s3_error(error, bucket) from None
 
     def get(self, bucket: str, key: str) -> bytes | None:
         try:

@@ -26,6 +26,7 @@ from typing import Any
 
 KAFKA_VERSION = "4.1.1"
 ACCESS_KEY_ID = "lineage-local"
+SASL_USER = "lineage"
 POSTGRES_USER = "dagster"
 
 
@@ -43,8 +44,10 @@ class StackConfig:
     data_dir: Path
     kafka_port: int = 9092
     controller_port: int = 9093
+    kafka_secure_port: int = 9094
     s3_port: int = 8333
     s3_grpc_port: int = 8334
+    s3_https_port: int = 8335
     weed_master_port: int = 9333
     weed_master_grpc_port: int = 9334
     weed_volume_port: int = 9340
@@ -56,6 +59,9 @@ class StackConfig:
     topic: str = "lineage-input"
     partitions: int = 10
     bucket: str = "flink-data"
+    # Also a SASL_SSL (SCRAM-SHA-512) Kafka listener and an HTTPS S3 endpoint, both with a
+    # certificate from a CA the stack creates: what a production cluster asks of a client.
+    secured: bool = False
 
     def shifted(self, offset: int, data_dir: Path) -> StackConfig:
         """The same stack on every port moved by `offset` (the test suite uses +21000)."""
@@ -66,7 +72,13 @@ class StackConfig:
 
     def service_ports(self, service: str) -> list[int]:
         """The ports of `service` ("kafka", "seaweedfs", "redis" or "postgres")."""
-        owners = {"kafka_port": "kafka", "controller_port": "kafka", "redis_port": "redis", "postgres_port": "postgres"}
+        owners = {
+            "kafka_port": "kafka",
+            "controller_port": "kafka",
+            "kafka_secure_port": "kafka",
+            "redis_port": "redis",
+            "postgres_port": "postgres",
+        }
         return [port for name, port in self.named_ports().items() if owners.get(name, "seaweedfs") == service]
 
 
@@ -235,6 +247,49 @@ class LocalStack:
     def secret_access_key(self) -> str:
         return self._secret("s3-secret")
 
+    @property
+    def sasl_password(self) -> str:
+        return self._secret("kafka-sasl-password")
+
+    def tls_files(self) -> dict[str, Path]:
+        """A CA, and a certificate for 127.0.0.1 that it signed (PEM, and PKCS12 for Kafka), created
+        once per data folder with openssl."""
+        tls = self.data_dir / "tls"
+        files = {name: tls / name for name in ("ca.pem", "server.pem", "server.key", "server.p12")}
+        if files["server.p12"].exists():
+            return files
+        if shutil.which("openssl") is None:
+            raise StackError("a secured stack needs openssl to create its certificates (apt-get install openssl)")
+        tls.mkdir(parents=True, exist_ok=True)
+        (tls / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        keystore_password = self._secret("kafka-keystore-password")
+        commands = [
+            "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 -subj /CN=lineage-dagster-local-CA",
+            "req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1",
+            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 3650 -extfile san.ext",
+            f"pkcs12 -export -in server.pem -inkey server.key -out server.p12 -passout pass:{keystore_password}",
+        ]
+        for command in commands:
+            result = subprocess.run(["openssl", *command.split()], cwd=tls, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise StackError(f"openssl {command.split()[0]} failed creating the stack's certificates: {result.stderr}")
+        return files
+
+    def secured_pipeline_env(self, name: str) -> dict[str, str]:
+        """`pipeline_env(name)` through the SASL_SSL listener and the HTTPS S3 endpoint."""
+        ca = str(self.tls_files()["ca.pem"])
+        return {
+            **self.pipeline_env(name),
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.config.kafka_secure_port}",
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": SASL_USER,
+            "KAFKA_SASL_PASSWORD": self.sasl_password,
+            "KAFKA_SSL_CA_LOCATION": ca,
+            "AWS_ENDPOINT_URL": f"https://127.0.0.1:{self.config.s3_https_port}",
+            "AWS_CA_BUNDLE": ca,
+        }
+
     def env(self) -> dict[str, str]:
         """The environment a pipeline process needs to talk to this stack."""
         return {
@@ -308,17 +363,35 @@ class LocalStack:
         (home / "log4j2.properties").write_text(_LOG4J2)
         properties = home / "server.properties"
         c = self.config
+        listeners = [f"PLAINTEXT://127.0.0.1:{c.kafka_port}"]
+        secured: list[str] = []
+        scram: list[str] = []
+        if c.secured:
+            tls = self.tls_files()
+            listeners.append(f"SASL_SSL://127.0.0.1:{c.kafka_secure_port}")
+            secured = [
+                "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                "ssl.keystore.type=PKCS12",
+                f"ssl.keystore.location={tls['server.p12']}",
+                f"ssl.keystore.password={self._secret('kafka-keystore-password')}",
+            ]
+            # The client's user, created by Kafka's own storage tool as the cluster is formatted.
+            scram = ["--add-scram", f"SCRAM-SHA-512=[name={SASL_USER},password={self.sasl_password}]"]
+        properties.touch(mode=0o600)  # holds the keystore's password
         properties.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@127.0.0.1:{c.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{c.kafka_port},CONTROLLER://127.0.0.1:{c.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{c.kafka_port}",
+                    f"listeners={','.join(listeners)},CONTROLLER://127.0.0.1:{c.controller_port}",
+                    f"advertised.listeners={','.join(listeners)}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
                     "inter.broker.listener.name=PLAINTEXT",
+                    *secured,
                     f"log.dirs={home / 'data'}",
                     "num.partitions=1",
                     "offsets.topic.replication.factor=1",
@@ -344,7 +417,7 @@ class LocalStack:
             # `=` form: a random id may start with "-" and must not be read as an option.
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             result = subprocess.run(
-                [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(properties)],
+                [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(properties), *scram],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -403,10 +476,18 @@ class LocalStack:
                 "-volume.preStopSeconds=0",  # no 10 s drain: this is a single-node dev stack
                 "-master.volumeSizeLimitMB=256",
                 "-volume.max=100",
+                *self._s3_https_flags(),
             ],
             home,
         )
         _wait_for(f"SeaweedFS S3 on 127.0.0.1:{c.s3_port}", self._s3_ready, 90, log_file)
+
+    def _s3_https_flags(self) -> list[str]:
+        if not self.config.secured:
+            return []
+        tls = self.tls_files()
+        port = self.config.s3_https_port
+        return [f"-s3.port.https={port}", f"-s3.cert.file={tls['server.pem']}", f"-s3.key.file={tls['server.key']}"]
 
     def s3_client(self) -> Any:
         import boto3
