@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
-    local = LocalStack(StackConfig(data_dir=TEST_STACK_DIR).shifted(TEST_PORT_OFFSET, TEST_STACK_DIR))
+    local = LocalStack(StackConfig(data_dir=TEST_STACK_DIR, secured=True).shifted(TEST_PORT_OFFSET, TEST_STACK_DIR))
     if not any(local.status().values()):
         shutil.rmtree(TEST_STACK_DIR, ignore_errors=True)
     local.up()
@@ -42,15 +42,26 @@ def celery_services(stack: LocalStack) -> LocalStack:
     return stack
 
 
-@pytest.fixture
-def lake(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Lake:
+def _lake(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, *, secured: bool) -> Lake:
     name = f"t{uuid.uuid4().hex[:12]}"
     stack.create_topic(name, 10)
-    env = stack.pipeline_env(name)
+    env = stack.secured_pipeline_env(name) if secured else stack.pipeline_env(name)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     resources = load_resources(env)
     return Lake(name=name, env=env, resources=resources, store=resources.lake.store(), stack=stack)
+
+
+@pytest.fixture
+def lake(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Lake:
+    return _lake(stack, monkeypatch, secured=False)
+
+
+@pytest.fixture
+def secured_lake(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Lake:
+    """The same, through Kafka's SASL_SSL (SCRAM-SHA-512) listener and S3 over HTTPS, both
+    certified by the stack's own CA (KAFKA_SSL_CA_LOCATION, AWS_CA_BUNDLE)."""
+    return _lake(stack, monkeypatch, secured=True)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import yaml
 from lineage_dagster.local_stack import LocalStack, StackConfig, StackError
 from lineage_dagster.local_stack.stack import _ephemeral_port_range
 from tests.helpers import TEST_PORT_OFFSET
-from tests.integration import test_benchmark_smoke, test_dagster_dev, test_readme_run
+from tests.integration import test_benchmark_smoke, test_dagster_dev, test_readme_run, test_security
 
 ROOT = Path(__file__).parents[2]
 
@@ -29,11 +29,11 @@ def stack_ports(offset: int) -> list[int]:
 
 def test_every_port_moves_with_the_offset_and_seaweedfs_grpc_ports_sit_beside_their_http_ports():
     config = StackConfig(data_dir=Path("unused"))
-    assert len(set(config.named_ports().values())) == 12
+    assert len(set(config.named_ports().values())) == 14
     assert config.s3_grpc_port == config.s3_port + 1 and config.weed_filer_grpc_port == config.weed_filer_port + 1
     assert stack_ports(20000) == [port + 20000 for port in stack_ports(0)]
-    assert config.service_ports("kafka") == [9092, 9093]
-    assert sorted(config.service_ports("seaweedfs")) == [8333, 8334, 9333, 9334, 9340, 9341, 9388, 9389]
+    assert config.service_ports("kafka") == [9092, 9093, 9094]
+    assert sorted(config.service_ports("seaweedfs")) == [8333, 8334, 8335, 9333, 9334, 9340, 9341, 9388, 9389]
     assert config.service_ports("redis") == [6379] and config.service_ports("postgres") == [5432]
 
 
@@ -45,6 +45,7 @@ def test_the_suites_stacks_share_no_port_with_each_other_or_compose_and_stay_bel
         test_readme_run.UI_PORT,
         test_dagster_dev.UI_PORT,
         test_dagster_dev.DG_DEV_PORT,
+        test_security.UI_PORT,
     ]
     assert len(set(ports)) == len(ports)
     assert 29092 in compose_host_ports() and not compose_host_ports() & set(ports)
