@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, EndpointConnectionError, SSLError
+from botocore.exceptions import ClientError, EndpointConnectionError, InvalidConfigError, SSLError
 from botocore.exceptions import ConnectionError as S3ConnectionError
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -23,20 +23,28 @@ def make_s3_client(
 ) -> Any:
     """The one way this package makes an S3 client: the standard retry mode, bounded timeouts; unset
     credentials and region come from boto3's default chain (instance profile, IRSA, AWS_PROFILE)."""
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint_url,
-        aws_access_key_id=access_key_id,
-        aws_secret_access_key=secret_access_key,
-        region_name=region,
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30),
-    )
+    try:
+        return boto3.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            region_name=region,
+            config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30),
+        )
+    except InvalidConfigError as error:  # botocore's only one at creation: a CA bundle it cannot read
+        raise S3AccessError(f"{error}; check AWS_CA_BUNDLE (a PEM file of the CA that signed the S3 endpoint)") from None
 
 
 def explain_s3_error(error: Exception, bucket: str) -> S3AccessError:
     if isinstance(error, SSLError):
         url = urlsplit(str(error.kwargs.get("endpoint_url")))
         endpoint = f"{url.scheme}://{url.netloc}"
+        if "No such file" in str(error):
+            return S3AccessError(
+                f"cannot read the CA file for S3 at {endpoint} (no such file); check AWS_CA_BUNDLE (a PEM file of the CA "
+                "that signed the S3 endpoint)"
+            )
         reason = "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in str(error) else str(error)
         return S3AccessError(
             f"cannot verify the TLS certificate of S3 at {endpoint} ({reason}); set AWS_CA_BUNDLE to the CA file that "

@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import certifi
 import pytest
 import requests
 from dagster import DagsterInstance
@@ -113,7 +114,9 @@ def test_a_refused_run_says_why_in_one_line_and_writes_nothing(secured_lake, dag
     lineage(lake, "generate", "--count", "100")
     for override, names in (
         ({"KAFKA_SASL_PASSWORD": "not-the-password"}, "refused the SASL login"),
-        ({"AWS_CA_BUNDLE": ""}, "cannot verify the TLS certificate of S3 at https://127.0.0.1"),
+        # Public CAs only: the stack's CA is not among them.
+        ({"AWS_CA_BUNDLE": certifi.where()}, "cannot verify the TLS certificate of S3 at https://127.0.0.1"),
+        ({"AWS_CA_BUNDLE": "/nonexistent/ca.pem"}, "check AWS_CA_BUNDLE"),
     ):
         started = time.monotonic()
         result = run_checkpoint_cli(lake, dagster_home, **override)

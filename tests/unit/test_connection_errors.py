@@ -1,9 +1,10 @@
-"""What a user reads when Kafka refuses the connection: one line naming the setting to fix, from
+"""What a user reads when Kafka or S3 refuses the connection: one line naming the setting to fix, from
 librdkafka's own messages (recorded from a real SASL_SSL broker)."""
 
 import pytest
 
 from lineage_dagster.clients.kafka_errors import explain_connection_failure
+from lineage_dagster.clients.s3 import S3AccessError, make_s3_client
 
 SECURED = {
     "bootstrap.servers": "127.0.0.1:30094",
@@ -73,3 +74,9 @@ def test_each_refusal_names_its_setting(messages, config, names, certain):
     assert names in message
     assert is_certain == certain
     assert "\n" not in message and "secret" not in message
+
+
+def test_an_empty_ca_bundle_for_s3_names_aws_ca_bundle(monkeypatch):
+    monkeypatch.setenv("AWS_CA_BUNDLE", "")
+    with pytest.raises(S3AccessError, match="check AWS_CA_BUNDLE"):
+        make_s3_client(endpoint_url="https://127.0.0.1:1", region=None, access_key_id=None, secret_access_key=None)
