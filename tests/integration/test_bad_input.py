@@ -108,7 +108,7 @@ def lake_is_untouched(lake) -> bool:
         ({"OUTPUT_PATH": "s3://no-such-bucket/output"}, "bucket 'no-such-bucket' does not exist"),
         ({"AWS_SECRET_ACCESS_KEY": "wrong-secret"}, "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
         ({"OUTPUT_PATH": "output/data"}, "OUTPUT_PATH='output/data': expected s3://bucket/prefix"),
-        ({"PARALLELISM": "0"}, "PARALLELISM=0 must be between 1 and 256"),
+        ({"PARALLELISM": "0"}, "PARALLELISM='0': Input should be greater than or equal to 1"),
     ],
 )
 def test_configuration_errors_fail_clearly_and_write_nothing(lake, dagster_home, override, message):
@@ -126,7 +126,7 @@ def test_configuration_errors_fail_clearly_and_write_nothing(lake, dagster_home,
         (["generate", "--count", "1"], {"KAFKA_TOPIC": "no-such-topic"}, "fix KAFKA_TOPIC"),
         (["verify"], {"AWS_SECRET_ACCESS_KEY": "wrong-secret"}, "AWS_SECRET_ACCESS_KEY"),
         (["checkpoints"], {"WRITE_AHEAD_COMMIT_LOG_PATH": "s3://no-such-bucket/log"}, "no-such-bucket"),
-        (["verify"], {"PARALLELISM": "many"}, "PARALLELISM='many' is not a whole number"),
+        (["verify"], {"PARALLELISM": "many"}, "PARALLELISM='many': Input should be a valid integer"),
     ],
 )
 def test_cli_user_errors_exit_2_without_traceback(lake, command, override, message):
