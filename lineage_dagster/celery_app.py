@@ -14,7 +14,7 @@ from dagster_celery.tasks import create_task
 import lineage_dagster.definitions
 import lineage_dagster.ingest.subtask  # noqa: F401
 from lineage_dagster.executors import celery_config_source
-from lineage_dagster.resources.kafka import resolved
+from lineage_dagster.resources.secrets import resolved
 from lineage_dagster.settings import SettingsError, load_resources
 
 _execution = load_resources().execution

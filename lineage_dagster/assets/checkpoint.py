@@ -44,6 +44,7 @@ from lineage_dagster.assets.checks import (
     check_output_name,
     checkpoint_check_specs,
     evaluate_invariants,
+    freshness_metadata,
 )
 from lineage_dagster.ledger.commit_log import SubtaskFiles
 from lineage_dagster.ledger.paths import S3Location, hour_start, parse_hour_key
@@ -365,7 +366,7 @@ def commit_checkpoint_log(  # noqa: ANN201 - yields outputs
         check_name=FRESHNESS_CHECK,
         passed=True,
         description=f"checkpoint {plan.checkpoint_id} committed; {lag} records wait",
-        metadata={"records_waiting": lag, "waiting_for_s": 0.0, "last_committed_checkpoint": plan.checkpoint_id},
+        metadata=freshness_metadata(lag, 0.0, plan.checkpoint_id),
     )
     for result in checks.result():
         if not result.passed:

@@ -27,6 +27,15 @@ FRESHNESS_DESCRIPTION = (
 )
 
 
+def freshness_metadata(records_waiting: int, waiting_for_s: float, last_committed_checkpoint: int) -> dict[str, object]:
+    """`committed_recently`'s metadata, whether a commit or the health sensor evaluates it."""
+    return {
+        "records_waiting": records_waiting,
+        "waiting_for_s": round(waiting_for_s, 1),
+        "last_committed_checkpoint": last_committed_checkpoint,
+    }
+
+
 def checkpoint_check_specs(asset: AssetKey) -> list[AssetCheckSpec]:
     """The invariants, and freshness: the commit step evaluates all four, the health sensor freshness."""
     return [

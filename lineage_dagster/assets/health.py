@@ -21,9 +21,9 @@ from dagster import (
 )
 
 from lineage_dagster.assets.checkpoint import COMMIT_LOG_KEY, SOURCE_KEY, last_committed_hint
-from lineage_dagster.assets.checks import FRESHNESS_CHECK
+from lineage_dagster.assets.checks import FRESHNESS_CHECK, freshness_metadata
 from lineage_dagster.ledger.commit_log import CommitMarker
-from lineage_dagster.ledger.health import CommitFreshness, commit_freshness
+from lineage_dagster.ledger.health import commit_freshness
 from lineage_dagster.ledger.plan import backlog
 from lineage_dagster.ledger.protocol import find_last_committed
 from lineage_dagster.resources.kafka import KafkaResource
@@ -60,14 +60,6 @@ def read_input_state(instance: DagsterInstance, kafka: KafkaResource, lake: Lake
     return InputState(kafka.topic, watermarks, last, waiting)
 
 
-def _freshness_metadata(state: InputState, freshness: CommitFreshness) -> dict[str, object]:
-    return {
-        "records_waiting": freshness.records_waiting,
-        "waiting_for_s": round(freshness.waiting_for.total_seconds(), 1) if freshness.waiting_for else 0.0,
-        "last_committed_checkpoint": state.last_commit.checkpoint_id if state.last_commit else 0,
-    }
-
-
 @observable_source_asset(
     key=SOURCE_KEY,
     description="The Kafka topic the pipeline reads: high watermarks and records waiting past the last commit, "
@@ -99,7 +91,11 @@ def pipeline_health_sensor(context: SensorEvaluationContext, kafka: KafkaResourc
                 passed=freshness.passed,
                 severity=AssetCheckSeverity.ERROR,
                 description=freshness.description,
-                metadata=_freshness_metadata(state, freshness),
+                metadata=freshness_metadata(
+                    freshness.records_waiting,
+                    freshness.waiting_for.total_seconds() if freshness.waiting_for else 0.0,
+                    state.last_commit.checkpoint_id if state.last_commit else 0,
+                ),
             ),
         ],
         cursor=json.dumps({"waiting_since": waiting_since.timestamp() if waiting_since else None}),

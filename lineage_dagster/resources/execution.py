@@ -7,7 +7,7 @@ from typing import Literal
 from dagster import ConfigurableResource
 from pydantic import Field, model_validator
 
-from lineage_dagster.resources.kafka import resolved
+from lineage_dagster.resources.secrets import resolved
 
 
 class ExecutionResource(ConfigurableResource):

@@ -2,16 +2,11 @@
 
 from typing import Literal
 
-from dagster import ConfigurableResource, EnvVar
+from dagster import ConfigurableResource
 from pydantic import Field, field_validator
 
 from lineage_dagster.clients.kafka import KafkaRecordSource
-
-
-def resolved(value: str | None) -> str | None:
-    """A field's value. Dagster resolves an `EnvVar` field in a run; anywhere else (the CLI, a
-    Celery worker's start-up) it is read from the environment here."""
-    return value.get_value() if isinstance(value, EnvVar) else value
+from lineage_dagster.resources.secrets import resolved
 
 
 class KafkaResource(ConfigurableResource):

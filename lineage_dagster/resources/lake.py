@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from lineage_dagster.clients.s3 import S3ObjectStore, make_s3_client
 from lineage_dagster.ledger.paths import S3Location
-from lineage_dagster.resources.kafka import resolved
+from lineage_dagster.resources.secrets import resolved
 
 
 @cache
