@@ -51,6 +51,7 @@ from lineage_dagster.ledger.paths import S3Location, hour_start, parse_hour_key
 from lineage_dagster.ledger.plan import (
     CheckpointPlan,
     WrongHourError,
+    backlog,
     check_new_plan_hour,
     check_pending_plan_hour,
     check_settings,
@@ -336,7 +337,8 @@ def commit_checkpoint_log(  # noqa: ANN201 - yields outputs
     checks = checking.submit(evaluate_invariants, store, lake.commit_log, plan.checkpoint_id, COMMIT_LOG_KEY)
     checking.shutdown(wait=False)
     high = kafka.record_source().watermarks()
-    lag = sum(high[p][1] - end for p, end in marker.end_offsets().items() if p in high)
+    # Records waiting after this commit, counted as the health sensor counts them.
+    lag = backlog(marker.end_offsets(), high)
     context.log.info(
         f"checkpoint_id={plan.checkpoint_id} committed by run {marker.run_id}: {marker.record_count} records, "
         f"{marker.dropped_count} dropped, {len(marker.files)} files; lag {lag}"
