@@ -38,6 +38,10 @@ class InputState:
     records_waiting: int
 
     @property
+    def last_checkpoint_id(self) -> int:
+        return self.last_commit.checkpoint_id if self.last_commit else 0
+
+    @property
     def last_commit_at(self) -> datetime | None:
         return datetime.fromtimestamp(self.last_commit.committed_at_ms / 1000, UTC) if self.last_commit else None
 
@@ -48,7 +52,7 @@ class InputState:
             "records_waiting": self.records_waiting,
             "records_retained": sum(high - low for low, high in self.watermarks.values()),
             "high_watermarks": MetadataValue.json({str(p): high for p, (_, high) in sorted(self.watermarks.items())}),
-            "last_committed_checkpoint": self.last_commit.checkpoint_id if self.last_commit else 0,
+            "last_committed_checkpoint": self.last_checkpoint_id,
         }
 
 
@@ -94,7 +98,7 @@ def pipeline_health_sensor(context: SensorEvaluationContext, kafka: KafkaResourc
                 metadata=freshness_metadata(
                     freshness.records_waiting,
                     freshness.waiting_for.total_seconds() if freshness.waiting_for else 0.0,
-                    state.last_commit.checkpoint_id if state.last_commit else 0,
+                    state.last_checkpoint_id,
                 ),
             ),
         ],

@@ -13,7 +13,7 @@ import re
 from confluent_kafka import KafkaError
 
 _BROKER = re.compile(r"^\S+://\S+/\S+: |^\S+/bootstrap: ")
-_TIMING = re.compile(r" \(after \d+ms in state (\w+)\)$")
+_TIMING = re.compile(r" \(after \d+ms in state \w+\)$")
 
 
 def _detail(message: str) -> str:
